@@ -1,0 +1,225 @@
+import logging
+import uuid
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from . import protocol, selectors, services
+from .hub import get_hub
+from .protocol import ProtocolError
+from .ratelimit import TokenBucket
+
+logger = logging.getLogger(__name__)
+
+
+class RoomConsumer(AsyncWebsocketConsumer):
+    """One socket in one room: parses frames, calls services, sends results."""
+
+    # Room events come from the process's hub (chat/hub.py), not from a channel
+    # of this socket's own.
+    channel_layer_alias = None
+
+    async def connect(self):
+        self.connection_id = uuid.uuid4().hex
+        self.room = None
+        self.nickname = None
+        # Messages up to this seq were sent in the welcome; live copies are skipped.
+        self.floor = 0
+        # Room events that arrive between subscribing and the welcome wait here.
+        self.backlog = []
+        self.instance = settings.CHAT_INSTANCE_ID
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None)
+        self.visitor = services.visitor_key(session_key or self.connection_id)
+        self.user = self.scope.get("user")
+        self.messages_bucket = TokenBucket(
+            burst=settings.CHAT_RATE_BURST, rate=settings.CHAT_RATE_PER_SECOND
+        )
+        # Typing signals beyond this are dropped without a word.
+        self.typing_bucket = TokenBucket(burst=10, rate=5)
+        self.handlers = {
+            protocol.JOIN: self.on_join,
+            protocol.MESSAGE: self.on_message,
+            protocol.TYPING: self.on_typing,
+            protocol.STOP_TYPING: self.on_typing,
+            protocol.PING: self.on_ping,
+        }
+        slug = self.scope["url_route"]["kwargs"].get("slug", "")
+        room = (
+            await database_sync_to_async(selectors.room_get)(slug=slug)
+            if slug
+            else None
+        )
+        await self.accept()
+        self.log("connect", slug=slug)
+        if room is None:
+            await self.refuse(
+                protocol.ROOM_NOT_FOUND,
+                _("There is no room called %(slug)s.") % {"slug": slug},
+                protocol.CLOSE_ROOM_NOT_FOUND,
+            )
+        elif room.archived:
+            await self.refuse(
+                protocol.ROOM_ARCHIVED,
+                _("This room is archived; it accepts no messages."),
+                protocol.CLOSE_ROOM_ARCHIVED,
+            )
+        else:
+            self.room = room
+
+    async def disconnect(self, code):
+        self.log("disconnect", code=code)
+        if self.nickname is None:
+            return
+        await get_hub().detach(self.room.pk, self)
+        self.nickname = None
+        try:
+            await services.leave(connection_id=self.connection_id)
+        except Exception:  # the instance sweep removes the presence later
+            logger.exception("leave_failed conn=%s", self.connection_id)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.room is None:
+            return
+        try:
+            frame = protocol.parse_client_frame(text_data)
+            if self.nickname is None and frame.type != protocol.JOIN:
+                raise ProtocolError(protocol.NOT_JOINED, _("Send a join frame first."))
+            await self.handlers[frame.type](frame)
+        except ProtocolError as exc:
+            await self.send_frame(protocol.error_frame(exc.code, exc.message))
+        except Exception:
+            logger.exception("frame_failed conn=%s", self.connection_id)
+            await self.send_frame(
+                protocol.error_frame(
+                    protocol.UNAVAILABLE,
+                    _("The server could not handle that just now; try again."),
+                )
+            )
+
+    # Frames -----------------------------------------------------------------
+
+    async def on_join(self, frame):
+        if self.nickname is not None:
+            raise ProtocolError(protocol.ALREADY_JOINED, _("You have already joined."))
+        # Events are subscribed to before history is read, so nothing falls
+        # between the two; live copies of what history carried are skipped.
+        hub = get_hub()
+        await hub.attach(self.room.pk, self)
+        try:
+            presence = await services.join(
+                room=self.room,
+                nickname=frame.nickname,
+                visitor=self.visitor,
+                user=self.user,
+                connection_id=self.connection_id,
+                instance=self.instance,
+            )
+        except BaseException:
+            await hub.detach(self.room.pk, self)
+            self.backlog = []
+            raise
+        page = await database_sync_to_async(self._welcome_history)(frame.last_seq)
+        self.floor = page.through
+        await self.send_frame(
+            {
+                "type": protocol.WELCOME,
+                "nickname": presence.nickname,
+                "room": {
+                    "slug": self.room.slug,
+                    "name": self.room.name,
+                    "topic": self.room.topic,
+                },
+                "participants": presence.participants,
+                "users": presence.users,
+                "history": [
+                    protocol.message_frame(m, self.room.slug) for m in page.messages
+                ],
+                "last_seq": page.through,
+                "limits": {
+                    "max_message_length": settings.CHAT_MAX_MESSAGE_LENGTH,
+                    "max_frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
+                },
+            }
+        )
+        self.nickname = presence.nickname
+        backlog, self.backlog = self.backlog, None
+        for event in backlog:
+            await self.deliver(*event)
+        self.log("join", arrived=presence.arrived)
+
+    def _welcome_history(self, last_seq):
+        if last_seq is None:
+            return selectors.room_history(
+                room_id=self.room.pk, limit=settings.CHAT_HISTORY_LIMIT
+            )
+        return selectors.room_history(
+            room_id=self.room.pk, after=last_seq, limit=settings.CHAT_CATCH_UP_LIMIT
+        )
+
+    async def on_message(self, frame):
+        if not self.messages_bucket.take():
+            raise ProtocolError(
+                protocol.RATE_LIMITED,
+                _("You are sending messages too fast; that one was not sent."),
+            )
+        message, delivered = await services.post(
+            room=self.room,
+            nickname=self.nickname,
+            visitor=self.visitor,
+            text=frame.text,
+            client_id=frame.client_id,
+        )
+        if not delivered:
+            # The layer did not take it (Redis away) or it was a resend: the
+            # sender still gets the saved copy; others catch up by seq.
+            await self.send_frame(message)
+
+    async def on_typing(self, frame):
+        if self.typing_bucket.take():
+            await services.typing(
+                room=self.room,
+                nickname=self.nickname,
+                connection_id=self.connection_id,
+                active=frame.type == protocol.TYPING,
+            )
+
+    async def on_ping(self, frame):
+        last_seq = await database_sync_to_async(selectors.room_last_seq)(
+            room_id=self.room.pk
+        )
+        await self.send_frame({"type": protocol.PONG, "last_seq": last_seq or 0})
+
+    # Output -----------------------------------------------------------------
+
+    async def deliver(self, frame, text, close):
+        """A room event from the hub, its JSON already encoded."""
+        if self.backlog is not None:
+            self.backlog.append((frame, text, close))
+            return
+        if frame["type"] == protocol.MESSAGE and frame["seq"] <= self.floor:
+            return
+        await self.send(text_data=text)
+        if close:
+            await self.close(code=close)
+
+    async def send_frame(self, frame):
+        await self.send(text_data=protocol.encode(frame))
+
+    async def refuse(self, code, message, close_code):
+        await self.send_frame(protocol.error_frame(code, message))
+        await self.close(code=close_code)
+
+    def log(self, event, **fields):
+        extra = " ".join(f"{key}={value}" for key, value in fields.items())
+        room = self.room.slug if self.room else "-"
+        logger.info(
+            "%s room=%s instance=%s conn=%s %s",
+            event,
+            room,
+            self.instance,
+            self.connection_id,
+            extra,
+        )

@@ -1,0 +1,56 @@
+"""
+The doorbell: room events on the channel layer.
+
+Every event for a room goes to the group ``room-<pk>``; each server process has
+one member in that group (chat/hub.py), which hands the event to its local
+sockets. Events carry only JSON-native values: channels-redis packs them with
+msgpack, which cannot carry datetimes or UUIDs.
+"""
+
+import asyncio
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "room.event"
+SEND_TIMEOUT_SECONDS = 2.0
+
+
+def group_name(room_id):
+    return f"room-{int(room_id)}"
+
+
+async def room_send(room_id, frame, *, exclude=None, close=None):
+    """
+    Ring the room's doorbell; False when the layer could not take the event.
+
+    A failure is logged and swallowed: what was saved stays saved, and clients
+    catch up from the database by seq.
+    """
+    event = {
+        "type": EVENT_TYPE,
+        "room": room_id,
+        "frame": frame,
+        "exclude": exclude,
+        "close": close,
+    }
+    try:
+        await asyncio.wait_for(
+            get_channel_layer().group_send(group_name(room_id), event),
+            SEND_TIMEOUT_SECONDS,
+        )
+    except Exception as exc:  # noqa: BLE001 - any layer failure is survivable
+        logger.warning(
+            "layer_send_failed room=%s type=%s cause=%r", room_id, frame["type"], exc
+        )
+        return False
+    return True
+
+
+def room_send_sync(room_id, frame, *, close=None):
+    """From synchronous code (the admin): send once the transaction commits."""
+    transaction.on_commit(lambda: async_to_sync(room_send)(room_id, frame, close=close))

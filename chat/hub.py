@@ -1,0 +1,157 @@
+"""
+One hub per server process: the process's single member of each room's group.
+
+Why not a channel per socket, as Channels' generic consumers do: a group event
+then costs one channel-layer delivery, one task wake-up and one database
+clean-up (Channels' dispatch runs close_old_connections in a worker thread for
+every event) per recipient. The hub receives each event once per process,
+encodes its JSON once, and writes it to every local socket of the room; the
+fan-out path never touches the database.
+
+The hub also keeps the process's heartbeat in the database, and sweeps the
+presence of instances that stopped beating (killed, or cut off).
+"""
+
+import asyncio
+import contextlib
+import logging
+import weakref
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import events, protocol, services
+
+logger = logging.getLogger(__name__)
+
+# Group memberships are renewed this often: they expire in channels-redis, and a
+# Redis that restarted has forgotten them. Also how soon delivery resumes after
+# such a restart.
+GROUP_REFRESH_SECONDS = 2.0
+RETRY_SECONDS = 0.5
+
+_hubs = weakref.WeakKeyDictionary()
+
+
+def get_hub():
+    """The hub of the running event loop (tests run several loops in turn)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub
+
+
+class Hub:
+    def __init__(self):
+        self.layer = get_channel_layer()
+        self.instance = settings.CHAT_INSTANCE_ID
+        self.rooms = {}
+        self.channel = None
+        self._start_lock = asyncio.Lock()
+        self._tasks = []
+
+    async def _start(self):
+        async with self._start_lock:
+            if self.channel is not None:
+                return
+            await database_sync_to_async(services.instance_heartbeat)(
+                instance=self.instance
+            )
+            self.channel = await self.layer.new_channel(prefix="hub")
+            self._tasks = [
+                asyncio.create_task(self._read(), name="hub-read"),
+                asyncio.create_task(self._refresh_groups(), name="hub-groups"),
+                asyncio.create_task(self._beat(), name="hub-beat"),
+            ]
+            logger.info("hub_started instance=%s", self.instance)
+
+    async def close(self):
+        """Stop the hub's tasks and take the instance's presence out at once."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        self.rooms.clear()
+        if self.channel is not None:
+            self.channel = None
+            departures = await database_sync_to_async(services.instance_remove)(
+                instance=self.instance
+            )
+            for departure in departures:
+                await services.announce_departure(departure)
+
+    async def attach(self, room_id, consumer):
+        await self._start()
+        local = self.rooms.setdefault(room_id, set())
+        local.add(consumer)
+        if len(local) == 1:
+            await self._group_add(room_id)
+
+    async def detach(self, room_id, consumer):
+        local = self.rooms.get(room_id)
+        if local is None:
+            return
+        local.discard(consumer)
+        if not local:
+            del self.rooms[room_id]
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(events.group_name(room_id), self.channel)
+
+    async def _group_add(self, room_id):
+        try:
+            await self.layer.group_add(events.group_name(room_id), self.channel)
+        except Exception as exc:  # noqa: BLE001 - retried by _refresh_groups
+            logger.warning("layer_group_add_failed room=%s cause=%r", room_id, exc)
+
+    async def _read(self):
+        while True:
+            try:
+                event = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the layer comes back
+                logger.warning("layer_receive_failed cause=%r", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            try:
+                await self.dispatch(event)
+            except Exception:
+                logger.exception("hub_dispatch_failed")
+
+    async def dispatch(self, event):
+        local = self.rooms.get(event.get("room"))
+        if not local:
+            return
+        frame = event["frame"]
+        text = protocol.encode(frame)
+        exclude = event.get("exclude")
+        close = event.get("close")
+        for consumer in list(local):
+            if consumer.connection_id != exclude:
+                await consumer.deliver(frame, text, close)
+
+    async def _refresh_groups(self):
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            for room_id in list(self.rooms):
+                await self._group_add(room_id)
+
+    async def _beat(self):
+        while True:
+            await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
+            try:
+                await database_sync_to_async(services.instance_heartbeat)(
+                    instance=self.instance
+                )
+                departures = await database_sync_to_async(services.instances_sweep)()
+            except Exception as exc:  # noqa: BLE001 - the database comes back
+                logger.warning(
+                    "heartbeat_failed instance=%s cause=%r", self.instance, exc
+                )
+                continue
+            for departure in departures:
+                await services.announce_departure(departure)

@@ -1,0 +1,213 @@
+"""
+The WebSocket protocol's one definition: frame types, fields, limits, error and
+close codes. docs/protocol.md documents exactly what is here.
+"""
+
+import json
+import unicodedata
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+NICKNAME_MAX_LENGTH = 32
+CLIENT_ID_MAX_LENGTH = 64
+
+# Client -> server frame types.
+JOIN = "join"
+MESSAGE = "message"
+TYPING = "typing"
+STOP_TYPING = "stop_typing"
+PING = "ping"
+CLIENT_TYPES = (JOIN, MESSAGE, TYPING, STOP_TYPING, PING)
+
+# Server -> client frame types (MESSAGE, TYPING and STOP_TYPING too).
+WELCOME = "welcome"
+JOINED = "joined"
+LEFT = "left"
+DELETED = "deleted"
+PONG = "pong"
+ERROR = "error"
+
+# Error codes: stable, for programs; each error frame also carries a message
+# for people.
+INVALID_FRAME = "invalid_frame"
+FRAME_TOO_LARGE = "frame_too_large"
+UNKNOWN_TYPE = "unknown_type"
+NOT_JOINED = "not_joined"
+ALREADY_JOINED = "already_joined"
+INVALID_NICKNAME = "invalid_nickname"
+NICKNAME_TAKEN = "nickname_taken"
+EMPTY_MESSAGE = "empty_message"
+MESSAGE_TOO_LONG = "message_too_long"
+RATE_LIMITED = "rate_limited"
+ROOM_NOT_FOUND = "room_not_found"
+ROOM_ARCHIVED = "room_archived"
+UNAVAILABLE = "unavailable"
+
+# Close codes (4000-4999 are the application's). A client does not reconnect
+# after these: the reason will not go away by itself.
+CLOSE_ROOM_NOT_FOUND = 4404
+CLOSE_ROOM_ARCHIVED = 4410
+# The client read too slowly and its outgoing buffer overflowed; reconnecting
+# with last_seq catches it up.
+CLOSE_TOO_SLOW = 4408
+FINAL_CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED)
+
+
+class ProtocolError(Exception):
+    """A frame the server refuses; the socket stays open."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Join:
+    nickname: str
+    last_seq: int | None
+    type: str = JOIN
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    client_id: str
+    type: str = MESSAGE
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A frame with no fields: typing, stop_typing, ping."""
+
+    type: str
+
+
+def _is_printable(text):
+    # Control, format, surrogate, private-use and unassigned characters are refused:
+    # they render invisibly or reorder the text around them.
+    return all(unicodedata.category(ch)[0] != "C" for ch in text)
+
+
+def clean_nickname(value):
+    if not isinstance(value, str):
+        raise ProtocolError(INVALID_NICKNAME, _("The nickname must be text."))
+    nickname = value.strip()
+    if not nickname:
+        raise ProtocolError(INVALID_NICKNAME, _("Please choose a nickname."))
+    if len(nickname) > NICKNAME_MAX_LENGTH:
+        raise ProtocolError(
+            INVALID_NICKNAME,
+            _("A nickname has at most %(max)d characters.")
+            % {"max": NICKNAME_MAX_LENGTH},
+        )
+    if not _is_printable(nickname):
+        raise ProtocolError(
+            INVALID_NICKNAME, _("A nickname cannot contain control characters.")
+        )
+    return nickname
+
+
+def clean_text(value):
+    if not isinstance(value, str):
+        raise ProtocolError(INVALID_FRAME, _("The message text must be a string."))
+    if not value.strip():
+        raise ProtocolError(EMPTY_MESSAGE, _("An empty message is not sent."))
+    limit = settings.CHAT_MAX_MESSAGE_LENGTH
+    if len(value) > limit:
+        raise ProtocolError(
+            MESSAGE_TOO_LONG,
+            _("A message has at most %(max)d characters.") % {"max": limit},
+        )
+    return value
+
+
+def _clean_client_id(value):
+    if value is None:
+        return ""
+    if (
+        not isinstance(value, str)
+        or len(value) > CLIENT_ID_MAX_LENGTH
+        or not value.isascii()
+        or not value.isprintable()
+    ):
+        raise ProtocolError(
+            INVALID_FRAME,
+            _("client_id must be null or printable ASCII of at most %(max)d chars.")
+            % {"max": CLIENT_ID_MAX_LENGTH},
+        )
+    return value
+
+
+def _clean_seq(value):
+    if value is None:
+        return None
+    # bool is an int in Python; true/false is not a seq.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ProtocolError(
+            INVALID_FRAME, _("last_seq must be null or a non-negative integer.")
+        )
+    return value
+
+
+def parse_client_frame(text):
+    """Turn one text frame into a frame object, or raise ProtocolError."""
+    if text is None:
+        raise ProtocolError(INVALID_FRAME, _("Frames are JSON text, not binary."))
+    if len(text) * 4 > settings.CHAT_MAX_FRAME_BYTES and (
+        len(text.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_FRAME_BYTES
+    ):
+        raise ProtocolError(
+            FRAME_TOO_LARGE,
+            _("A frame has at most %(max)d bytes.")
+            % {"max": settings.CHAT_MAX_FRAME_BYTES},
+        )
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ProtocolError(INVALID_FRAME, _("The frame is not valid JSON.")) from None
+    if not isinstance(data, dict):
+        raise ProtocolError(INVALID_FRAME, _("A frame is a JSON object."))
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(INVALID_FRAME, _("A frame needs a string 'type'."))
+    if kind == JOIN:
+        return Join(
+            nickname=clean_nickname(data.get("nickname")),
+            last_seq=_clean_seq(data.get("last_seq")),
+        )
+    if kind == MESSAGE:
+        return Message(
+            text=clean_text(data.get("text")),
+            client_id=_clean_client_id(data.get("client_id")),
+        )
+    if kind in CLIENT_TYPES:
+        return Signal(type=kind)
+    raise ProtocolError(
+        UNKNOWN_TYPE, _("Unknown frame type %(type)r.") % {"type": kind[:40]}
+    )
+
+
+def encode(frame):
+    """One frame as the JSON text sent on the socket."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_frame(code, message):
+    return {"type": ERROR, "code": code, "message": message}
+
+
+def message_frame(message, room_slug):
+    """A saved message as a frame; only JSON-native values (the layer uses msgpack)."""
+    return {
+        "type": MESSAGE,
+        "id": message.pk,
+        "seq": message.seq,
+        "room": room_slug,
+        "nickname": message.nickname,
+        "text": message.text,
+        "ts": message.created.isoformat().replace("+00:00", "Z"),
+        "client_id": message.client_id or None,
+    }

@@ -1,0 +1,90 @@
+"""Reads. Every function here is synchronous and only queries the database."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
+
+from .models import Connection, Member, Message, Room
+
+
+def live_cutoff():
+    """Connections of instances whose heartbeat is older than this are ghosts."""
+    return timezone.now() - timedelta(seconds=settings.CHAT_INSTANCE_TIMEOUT_SECONDS)
+
+
+def _live_members(room_id):
+    live = Connection.objects.filter(
+        member=OuterRef("pk"), instance__heartbeat__gte=live_cutoff()
+    )
+    return Member.objects.filter(room_id=room_id).filter(Exists(live))
+
+
+def room_get(*, slug):
+    """The room with that slug, or None."""
+    return Room.objects.filter(slug=slug).first()
+
+
+def rooms_for_lobby():
+    """Open rooms with how many people are in each right now."""
+    live = Connection.objects.filter(
+        member=OuterRef("pk"), instance__heartbeat__gte=live_cutoff()
+    )
+    members = Member.objects.filter(Exists(live)).values("pk")
+    return (
+        Room.objects.filter(archived=False)
+        .annotate(online=Count("members", filter=Q(members__in=members)))
+        .order_by("name")
+    )
+
+
+def room_participants(*, room_id):
+    """(count, sorted nicknames) of the people in the room now, across instances."""
+    names = sorted(
+        _live_members(room_id).values_list("nickname", flat=True), key=str.casefold
+    )
+    return len(names), names
+
+
+def room_last_seq(*, room_id):
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first()
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    messages: list
+    # Every message with a seq up to `through` that still exists is in `messages`
+    # or was before `after`: a reader's cursor moves to `through`.
+    through: int
+    # For pages going back in time: whether older messages remain.
+    has_more: bool
+
+
+def room_history(*, room_id, after=None, before=None, limit):
+    """
+    A page of a room's messages in seq order.
+
+    after=N: the messages following seq N (a reconnect or a gap fill);
+    before=N: the newest messages older than seq N ("load older");
+    neither: the newest messages.
+    """
+    # The room's last_seq is read before the messages: a message is committed in
+    # the same transaction that takes its seq, so every seq up to the value read
+    # here is visible to the query that follows.
+    last_seq = room_last_seq(room_id=room_id) or 0
+    messages = Message.objects.filter(room_id=room_id, seq__lte=last_seq)
+    if after is not None:
+        page = list(messages.filter(seq__gt=after).order_by("seq")[: limit + 1])
+        has_more = len(page) > limit
+        page = page[:limit]
+        through = page[-1].seq if has_more else max(last_seq, after)
+        return HistoryPage(messages=page, through=through, has_more=has_more)
+    if before is not None:
+        messages = messages.filter(seq__lt=before)
+    page = list(messages.order_by("-seq")[: limit + 1])
+    has_more = len(page) > limit
+    page.reverse()
+    page = page[-limit:] if has_more else page
+    return HistoryPage(messages=page, through=last_seq, has_more=has_more)

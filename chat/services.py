@@ -1,0 +1,319 @@
+"""
+Writes. Each state change is one named function that saves first and then
+announces it on the channel layer (chat/events.py): the database is the source
+of truth and the live event is a doorbell that may be missed.
+
+The synchronous functions run in Django's database thread; the async ones are
+what consumers call.
+"""
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import events, protocol, selectors
+from .models import Connection, Instance, Member, Message, Room
+from .protocol import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+
+def visitor_key(secret):
+    """A stable, non-reversible id for a session key (or a connection's own id)."""
+    return hashlib.sha256(f"visitor:{secret}".encode()).hexdigest()[:40]
+
+
+# Instances -------------------------------------------------------------------
+
+
+def instance_heartbeat(*, instance):
+    Instance.objects.update_or_create(
+        name=instance, defaults={"heartbeat": timezone.now()}
+    )
+
+
+def instance_remove(*, instance):
+    """A clean shutdown: the instance's connections leave at once."""
+    return _instances_reap(Instance.objects.filter(name=instance))
+
+
+def instances_sweep():
+    """Forget instances that stopped beating; returns who left which room."""
+    return _instances_reap(
+        Instance.objects.filter(heartbeat__lt=selectors.live_cutoff())
+    )
+
+
+@dataclass(frozen=True)
+class Departure:
+    room_id: int
+    nickname: str
+    participants: int
+
+
+def _instances_reap(instances):
+    departures = []
+    for name in list(instances.values_list("name", flat=True)):
+        with transaction.atomic():
+            member_ids = set(
+                Connection.objects.filter(instance_id=name).values_list(
+                    "member_id", flat=True
+                )
+            )
+            # Only the process whose delete removed the row reports the
+            # departures, so several sweeping instances announce them once.
+            deleted, _counts = Instance.objects.filter(name=name).delete()
+            if not deleted:
+                continue
+            for member in Member.objects.filter(pk__in=member_ids).select_for_update():
+                departure = _member_drop_if_gone(member)
+                if departure:
+                    departures.append(departure)
+        logger.info("instance_reaped instance=%s members=%d", name, len(member_ids))
+    return departures
+
+
+# Presence --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Presence:
+    nickname: str
+    participants: int
+    users: list
+    # True when this connection brought the nickname into the room (not a second
+    # tab or a reconnect of someone already there).
+    arrived: bool
+
+
+def _registered_name_clash(nickname, user):
+    User = get_user_model()
+    field = f"{User.USERNAME_FIELD}__iexact"
+    if not User.objects.filter(**{field: nickname}).exists():
+        return False
+    own = getattr(user, "is_authenticated", False) and (
+        user.get_username().casefold() == nickname.casefold()
+    )
+    return not own
+
+
+def room_join(*, room_id, nickname, visitor, user, connection_id, instance):
+    """Claim the nickname in the room for this visitor and record the connection."""
+    if _registered_name_clash(nickname, user):
+        raise ProtocolError(
+            protocol.NICKNAME_TAKEN,
+            _("%(nickname)s is a registered user's name; sign in to use it.")
+            % {"nickname": nickname},
+        )
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _room_join(room_id, nickname, visitor, connection_id, instance)
+        except IntegrityError:
+            # Another instance claimed the same nickname at the same moment, or
+            # swept a ghost holding it; look again.
+            continue
+    raise ProtocolError(protocol.NICKNAME_TAKEN, _("That nickname is in use."))
+
+
+def _room_join(room_id, nickname, visitor, connection_id, instance):
+    member = (
+        Member.objects.select_for_update()
+        .filter(room_id=room_id, nickname__iexact=nickname)
+        .first()
+    )
+    if member and member.visitor != visitor:
+        live = member.connections.filter(
+            instance__heartbeat__gte=selectors.live_cutoff()
+        )
+        if live.exists():
+            raise ProtocolError(
+                protocol.NICKNAME_TAKEN,
+                _("%(nickname)s is already in this room; choose another nickname.")
+                % {"nickname": member.nickname},
+            )
+        # Held only by a dead instance's ghost: free it.
+        member.delete()
+        member = None
+    arrived = member is None
+    if arrived:
+        member = Member.objects.create(
+            room_id=room_id, nickname=nickname, visitor=visitor
+        )
+    Connection.objects.create(id=connection_id, member=member, instance_id=instance)
+    participants, users = selectors.room_participants(room_id=room_id)
+    return Presence(
+        nickname=member.nickname,
+        participants=participants,
+        users=users,
+        arrived=arrived,
+    )
+
+
+def _member_drop_if_gone(member):
+    live = member.connections.filter(instance__heartbeat__gte=selectors.live_cutoff())
+    if live.exists():
+        return None
+    room_id, nickname = member.room_id, member.nickname
+    member.delete()
+    participants, _users = selectors.room_participants(room_id=room_id)
+    return Departure(room_id=room_id, nickname=nickname, participants=participants)
+
+
+def room_leave(*, connection_id):
+    """Forget a closed connection; a Departure when its member left the room."""
+    with transaction.atomic():
+        connection = (
+            Connection.objects.select_related("member").filter(pk=connection_id).first()
+        )
+        if connection is None:
+            return None
+        member = Member.objects.select_for_update().get(pk=connection.member_id)
+        connection.delete()
+        return _member_drop_if_gone(member)
+
+
+# Messages --------------------------------------------------------------------
+
+
+def message_save(*, room_id, nickname, visitor, text, client_id=""):
+    """
+    Save a message with the room's next seq; (message, created).
+
+    A client_id the same visitor already used in this room returns the saved
+    message instead of a second copy: a resend after a reconnect is not a new
+    message.
+    """
+    if client_id:
+        existing = Message.objects.filter(
+            room_id=room_id, visitor=visitor, client_id=client_id
+        ).first()
+        if existing:
+            return existing, False
+    try:
+        with transaction.atomic():
+            # The row lock taken by this update orders concurrent senders, so seqs
+            # are handed out without gaps and commit in order.
+            updated = Room.objects.filter(pk=room_id, archived=False).update(
+                last_seq=F("last_seq") + 1
+            )
+            if not updated:
+                raise ProtocolError(protocol.ROOM_ARCHIVED, _("This room is archived."))
+            seq = Room.objects.values_list("last_seq", flat=True).get(pk=room_id)
+            message = Message.objects.create(
+                room_id=room_id,
+                seq=seq,
+                nickname=nickname,
+                text=text,
+                client_id=client_id,
+                visitor=visitor,
+            )
+    except IntegrityError:
+        if not client_id:
+            raise
+        # The same client_id raced itself in from two connections.
+        return Message.objects.get(
+            room_id=room_id, visitor=visitor, client_id=client_id
+        ), False
+    return message, True
+
+
+def messages_deleted(*, room_ids_by_message):
+    """Announce messages that were deleted (by a moderator in the admin)."""
+    by_room = {}
+    for message_id, room_id in room_ids_by_message.items():
+        by_room.setdefault(room_id, []).append(message_id)
+    for room_id, ids in by_room.items():
+        events.room_send_sync(room_id, {"type": protocol.DELETED, "ids": sorted(ids)})
+
+
+def room_closed(*, room_id):
+    """Tell a room's sockets that it was archived (or removed) and close them."""
+    events.room_send_sync(
+        room_id,
+        protocol.error_frame(
+            protocol.ROOM_ARCHIVED,
+            _("This room has been archived by a moderator; it accepts no messages."),
+        ),
+        close=protocol.CLOSE_ROOM_ARCHIVED,
+    )
+
+
+# What consumers call ---------------------------------------------------------
+
+
+async def join(*, room, nickname, visitor, user, connection_id, instance):
+    presence = await database_sync_to_async(room_join)(
+        room_id=room.pk,
+        nickname=nickname,
+        visitor=visitor,
+        user=user,
+        connection_id=connection_id,
+        instance=instance,
+    )
+    if presence.arrived:
+        await events.room_send(
+            room.pk,
+            {
+                "type": protocol.JOINED,
+                "nickname": presence.nickname,
+                "participants": presence.participants,
+            },
+            exclude=connection_id,
+        )
+    return presence
+
+
+async def leave(*, connection_id):
+    departure = await database_sync_to_async(room_leave)(connection_id=connection_id)
+    if departure:
+        await announce_departure(departure)
+    return departure
+
+
+async def announce_departure(departure):
+    await events.room_send(
+        departure.room_id,
+        {
+            "type": protocol.LEFT,
+            "nickname": departure.nickname,
+            "participants": departure.participants,
+        },
+    )
+
+
+async def post(*, room, nickname, visitor, text, client_id):
+    """
+    Save a message, then ring the room's doorbell; (message frame, delivered).
+
+    delivered is False when the room was not told: a resend of a message saved
+    before, or a channel layer that could not take the event.
+    """
+    message, created = await database_sync_to_async(message_save)(
+        room_id=room.pk,
+        nickname=nickname,
+        visitor=visitor,
+        text=text,
+        client_id=client_id,
+    )
+    frame = protocol.message_frame(message, room.slug)
+    delivered = created and await events.room_send(room.pk, frame)
+    return frame, delivered
+
+
+async def typing(*, room, nickname, connection_id, active):
+    await events.room_send(
+        room.pk,
+        {
+            "type": protocol.TYPING if active else protocol.STOP_TYPING,
+            "nickname": nickname,
+        },
+        exclude=connection_id,
+    )

@@ -1,0 +1,31 @@
+"""Moderation done in the admin (or anywhere else) reaches connected clients."""
+
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+
+from . import services
+from .models import Message, Room
+
+
+@receiver(post_delete, sender=Message)
+def message_deleted(sender, instance, **kwargs):
+    services.messages_deleted(room_ids_by_message={instance.pk: instance.room_id})
+
+
+@receiver(pre_save, sender=Room)
+def room_remember_archived(sender, instance, **kwargs):
+    instance._was_archived = (
+        instance.pk is not None
+        and Room.objects.filter(pk=instance.pk, archived=True).exists()
+    )
+
+
+@receiver(post_save, sender=Room)
+def room_archived(sender, instance, created, **kwargs):
+    if instance.archived and not getattr(instance, "_was_archived", False):
+        services.room_closed(room_id=instance.pk)
+
+
+@receiver(post_delete, sender=Room)
+def room_deleted(sender, instance, **kwargs):
+    services.room_closed(room_id=instance.pk)

@@ -1,0 +1,85 @@
+from django.conf import settings
+from django.http import Http404, JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET
+
+from . import protocol, selectors
+
+HISTORY_PAGE_MAX = 200
+
+
+@require_GET
+def lobby(request):
+    return render(request, "chat/lobby.html", {"rooms": selectors.rooms_for_lobby()})
+
+
+def _room_or_404(slug):
+    room = selectors.room_get(slug=slug)
+    if room is None:
+        raise Http404(_("There is no room called %(slug)s.") % {"slug": slug})
+    return room
+
+
+@require_GET
+def room(request, slug):
+    room = _room_or_404(slug)
+    # The session is the visitor's identity on the socket: make sure there is one.
+    if request.session.session_key is None:
+        request.session["visitor"] = True
+        request.session.save()
+    nickname = request.user.get_username() if request.user.is_authenticated else ""
+    config = {
+        "room": room.slug,
+        "nickname": nickname,
+        "archived": room.archived,
+        "maxMessageLength": settings.CHAT_MAX_MESSAGE_LENGTH,
+        "nicknameMaxLength": protocol.NICKNAME_MAX_LENGTH,
+    }
+    return render(request, "chat/room.html", {"room": room, "config": config})
+
+
+def _query_int(request, name):
+    value = request.GET.get(name)
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise ValueError(name)
+    return int(value)
+
+
+@require_GET
+def history(request, slug):
+    """Messages as JSON, paged by seq: ?after=N (catch up) or ?before=N (older)."""
+    room = _room_or_404(slug)
+    try:
+        after = _query_int(request, "after")
+        before = _query_int(request, "before")
+        limit = _query_int(request, "limit") or settings.CHAT_HISTORY_LIMIT
+    except ValueError as exc:
+        return JsonResponse(
+            {
+                "error": "invalid_parameter",
+                "message": _("%(name)s must be a non-negative integer.")
+                % {"name": exc.args[0]},
+            },
+            status=400,
+        )
+    if after is not None and before is not None:
+        return JsonResponse(
+            {
+                "error": "invalid_parameter",
+                "message": _("Give after or before, not both."),
+            },
+            status=400,
+        )
+    page = selectors.room_history(
+        room_id=room.pk, after=after, before=before, limit=min(limit, HISTORY_PAGE_MAX)
+    )
+    return JsonResponse(
+        {
+            "messages": [protocol.message_frame(m, room.slug) for m in page.messages],
+            "through": page.through,
+            "has_more": page.has_more,
+        }
+    )

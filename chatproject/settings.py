@@ -1,0 +1,289 @@
+"""
+Settings for the chat, all read from the environment in this one place.
+
+With nothing set, the project runs on SQLite and the in-memory channel layer, so
+``DEBUG=1 manage.py runserver`` works on a bare laptop. ``DATABASE_URL`` switches to
+PostgreSQL and ``REDIS_URL`` (``redis://`` or ``rediss://``) to channels-redis.
+"""
+
+import os
+import socket
+import ssl
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A local .env (never committed; see .env.example) is read when present.
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+# Refused with DEBUG off (below): only ever a development key.
+DEV_SECRET_KEY = "django-insecure-development-key-do-not-use-in-production"  # noqa: S105
+
+
+def _typed(name, cast, default):
+    """Read one variable, turning a bad value into an error that names it."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"The environment variable {name}={os.environ.get(name)!r} is not valid: "
+            f"{exc}"
+        ) from None
+
+
+def _positive_int(name, default):
+    value = _typed(name, env.int, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}.")
+    return value
+
+
+def _positive_float(name, default):
+    value = _typed(name, env.float, default)
+    if not value > 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number, got {value}.")
+    return value
+
+
+DEBUG = _typed("DEBUG", env.bool, False)
+SECRET_KEY = env.str("SECRET_KEY", default="") or DEV_SECRET_KEY
+
+# App Service sets WEBSITE_HOSTNAME to the app's own host name.
+WEBSITE_HOSTNAME = env.str("WEBSITE_HOSTNAME", default="")
+ALLOWED_HOSTS = _typed("ALLOWED_HOSTS", env.list, [])
+if WEBSITE_HOSTNAME:
+    ALLOWED_HOSTS.append(WEBSITE_HOSTNAME)
+if DEBUG and not ALLOWED_HOSTS:
+    ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+CSRF_TRUSTED_ORIGINS = _typed("CSRF_TRUSTED_ORIGINS", env.list, [])
+if WEBSITE_HOSTNAME:
+    CSRF_TRUSTED_ORIGINS.append(f"https://{WEBSITE_HOSTNAME}")
+
+if not DEBUG:
+    if SECRET_KEY == DEV_SECRET_KEY:
+        raise ImproperlyConfigured(
+            "DEBUG is off and SECRET_KEY is not set. Set SECRET_KEY to a long random "
+            "value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or "
+            "set DEBUG=1 for local development."
+        )
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "DEBUG is off and ALLOWED_HOSTS is empty. Set ALLOWED_HOSTS to the "
+            "comma-separated host names the site is served on (App Service adds "
+            "WEBSITE_HOSTNAME by itself), or set DEBUG=1 for local development."
+        )
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "chat.health.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatproject.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "chatproject.wsgi.application"
+ASGI_APPLICATION = "chatproject.asgi.application"
+
+# Database: SQLite unless DATABASE_URL names another.
+SQLITE_PATH = env.str("SQLITE_PATH", default=str(BASE_DIR / "db.sqlite3"))
+try:
+    DATABASES = {
+        "default": env.db_url("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")
+    }
+except (ValueError, KeyError, ImproperlyConfigured) as exc:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is not a database URL this project understands "
+        f"(postgres://user:password@host:5432/name or sqlite:////path): {exc}"
+    ) from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several writers (two Daphne processes in tests, the admin beside the chat)
+    # wait for the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"),
+        }
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = _typed("CONN_MAX_AGE", env.int, 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in memory for one process, Redis for several.
+REDIS_URL = env.str("REDIS_URL", default="")
+# A private certificate authority for rediss:// (Azure's certificates are signed
+# by a public one that the system already trusts).
+REDIS_SSL_CA_CERTS = env.str("REDIS_SSL_CA_CERTS", default="")
+
+
+def _redis_host(url):
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ImproperlyConfigured(
+            "REDIS_URL must look like redis://host:6379/0 or "
+            "rediss://:<url-encoded access key>@<name>.redis.cache.windows.net:6380/0, "
+            f"got scheme {parts.scheme!r}."
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ImproperlyConfigured(
+            "REDIS_URL has a port that is not a number. A password or access key "
+            "containing '+', '/' or '=' must be URL-encoded (%2B, %2F, %3D)."
+        ) from None
+    host = {
+        "address": url,
+        # Azure Cache for Redis closes connections idle for 10 minutes; a health
+        # check on reuse and TCP keepalive keep the pool's connections usable.
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "socket_connect_timeout": 5,
+        "retry_on_timeout": True,
+    }
+    if parts.scheme == "rediss":
+        host["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        if REDIS_SSL_CA_CERTS:
+            host["ssl_ca_certs"] = REDIS_SSL_CA_CERTS
+    return host
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [_redis_host(REDIS_URL)],
+                # Each process has one channel that receives every room's events
+                # (chat/hub.py), so it needs more room than one socket's channel.
+                "capacity": _positive_int("CHAT_LAYER_CAPACITY", 2000),
+                "expiry": 30,
+                "prefix": env.str("CHAT_LAYER_PREFIX", default="chat"),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# A visitor is their session (chat/views.py makes sure there is one).
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# Behind App Service's (or any) TLS-terminating front end.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    SECURE_SSL_REDIRECT = _typed("SECURE_SSL_REDIRECT", env.bool, True)
+    # The probes answer plain HTTP from the platform's internal addresses.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 60 * 60 * 24 * 365)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = _typed("SECURE_HSTS_PRELOAD", env.bool, False)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# The chat's own limits (documented in docs/protocol.md).
+CHAT_MAX_MESSAGE_LENGTH = _positive_int("CHAT_MAX_MESSAGE_LENGTH", 2000)
+CHAT_MAX_FRAME_BYTES = _positive_int("CHAT_MAX_FRAME_BYTES", 64 * 1024)
+CHAT_RATE_BURST = _positive_int("CHAT_RATE_BURST", 10)
+CHAT_RATE_PER_SECOND = _positive_float("CHAT_RATE_PER_SECOND", 2.0)
+CHAT_HISTORY_LIMIT = _positive_int("CHAT_HISTORY_LIMIT", 50)
+CHAT_CATCH_UP_LIMIT = _positive_int("CHAT_CATCH_UP_LIMIT", 500)
+# An instance that has not written its heartbeat for this long is taken for dead,
+# and its connections leave the rooms' presence.
+CHAT_HEARTBEAT_SECONDS = _positive_float("CHAT_HEARTBEAT_SECONDS", 10.0)
+CHAT_INSTANCE_TIMEOUT_SECONDS = _positive_float("CHAT_INSTANCE_TIMEOUT_SECONDS", 30.0)
+CHAT_INSTANCE_ID = env.str(
+    "CHAT_INSTANCE_ID",
+    default=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+)
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "line",
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": "WARNING"},
+    "loggers": {
+        "chat": {"handlers": ["stdout"], "level": LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,142 @@
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.management import call_command
+
+from chat import hub as hub_module
+from chat.models import Room
+
+ORIGIN = (b"origin", b"http://testserver")
+TIMEOUT = 5
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static(tmp_path_factory):
+    """Static files collected as in a deployment (hashed, compressed names)."""
+    settings.STATIC_ROOT = str(tmp_path_factory.mktemp("static"))
+    call_command("collectstatic", interactive=False, verbosity=0)
+
+
+def asgi_application():
+    from chatproject.asgi import application
+
+    return application
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_hub_and_layer():
+    """Each test gets its own hub and in-memory layer, closed at its end."""
+    channel_layers.backends.clear()
+    yield
+    loop = asyncio.get_running_loop()
+    hub = hub_module._hubs.pop(loop, None)
+    if hub is not None:
+        await hub.close()
+    channel_layers.backends.clear()
+
+
+class Client:
+    """A WebSocket client of the whole ASGI application, speaking JSON frames."""
+
+    def __init__(self, path="/ws/rooms/general/", *, session_key=None, origin=ORIGIN):
+        headers = [origin] if origin else []
+        if session_key:
+            headers.append((b"cookie", f"sessionid={session_key}".encode()))
+        self.ws = WebsocketCommunicator(asgi_application(), path, headers=headers)
+
+    async def connect(self):
+        connected, code = await self.ws.connect(timeout=TIMEOUT)
+        return connected, code
+
+    async def send(self, frame):
+        await self.ws.send_to(text_data=json.dumps(frame))
+
+    async def send_raw(self, text=None, data=None):
+        await self.ws.send_to(text_data=text, bytes_data=data)
+
+    async def receive(self, timeout=TIMEOUT):
+        return json.loads(await self.ws.receive_from(timeout=timeout))
+
+    async def receive_until(self, kind, timeout=TIMEOUT, **match):
+        """Frames up to and including the first of `kind` matching `match`."""
+        seen = []
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.receive(timeout=timeout)
+                seen.append(frame)
+                if frame["type"] == kind and all(
+                    frame.get(k) == v for k, v in match.items()
+                ):
+                    return frame, seen
+
+    async def expect(self, kind, timeout=TIMEOUT, **match):
+        frame, _seen = await self.receive_until(kind, timeout=timeout, **match)
+        return frame
+
+    async def nothing(self, timeout=0.2):
+        return await self.ws.receive_nothing(timeout=timeout)
+
+    async def join(self, nickname, last_seq=None):
+        await self.send({"type": "join", "nickname": nickname, "last_seq": last_seq})
+        return await self.expect("welcome")
+
+    async def say(self, text, client_id=None):
+        await self.send({"type": "message", "text": text, "client_id": client_id})
+
+    async def close(self):
+        await self.ws.disconnect()
+
+
+def _general_room():
+    # Transactional tests flush the tables the migration filled: recreate it.
+    room, _created = Room.objects.get_or_create(
+        slug="general", defaults={"name": "General", "topic": "Anything goes."}
+    )
+    return room
+
+
+@pytest.fixture
+async def general(transactional_db):
+    return await database_sync_to_async(_general_room)()
+
+
+@pytest.fixture
+async def make_client(general):
+    clients = []
+
+    async def make(*args, **kwargs):
+        client = Client(*args, **kwargs)
+        clients.append(client)
+        connected, _code = await client.connect()
+        assert connected
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def joined(make_client):
+    """A client already in the General room under the given nickname."""
+
+    async def join(nickname, **kwargs):
+        client = await make_client(**kwargs)
+        await client.join(nickname)
+        return client
+
+    return join
+
+
+@pytest.fixture
+def session_key(transactional_db):
+    store = SessionStore()
+    store["visitor"] = True
+    store.create()
+    return store.session_key

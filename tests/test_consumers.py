@@ -1,0 +1,363 @@
+"""The WebSocket protocol, driven through the whole ASGI application."""
+
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from chat import services
+from chat.models import Connection, Instance, Member, Message, Room
+
+from .conftest import Client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_welcome_greets_with_room_count_users_and_history(joined, make_client):
+    alice = await joined("alice")
+    await alice.say("hello")
+    await alice.expect("message", text="hello")
+    bob = await make_client()
+    welcome = await bob.join("bob")
+    assert welcome["nickname"] == "bob"
+    assert welcome["room"] == {
+        "slug": "general",
+        "name": "General",
+        "topic": "Anything goes.",
+    }
+    assert welcome["participants"] == 2
+    assert welcome["users"] == ["alice", "bob"]
+    assert [m["text"] for m in welcome["history"]] == ["hello"]
+    assert welcome["last_seq"] == welcome["history"][-1]["seq"]
+
+
+async def test_two_clients_see_each_others_messages_once(joined):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined", nickname="bob", participants=2)
+    await alice.say("hi bob", client_id="c1")
+    for client in (alice, bob):
+        frame = await client.expect("message")
+        assert frame["text"] == "hi bob"
+        assert frame["nickname"] == "alice"
+        assert frame["room"] == "general"
+        assert frame["client_id"] == ("c1")
+        assert frame["seq"] == 1
+        assert frame["ts"].endswith("Z")
+    await bob.say("hi alice")
+    assert (await alice.expect("message"))["seq"] == 2
+    assert (await bob.expect("message"))["seq"] == 2
+    assert await alice.nothing()
+    assert await bob.nothing()
+
+
+async def test_joined_and_left_carry_the_count(joined):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    assert await alice.expect("joined") == {
+        "type": "joined",
+        "nickname": "bob",
+        "participants": 2,
+    }
+    await bob.close()
+    assert await alice.expect("left") == {
+        "type": "left",
+        "nickname": "bob",
+        "participants": 1,
+    }
+
+
+async def test_typing_reaches_others_not_the_typist(joined):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined")
+    await alice.send({"type": "typing"})
+    assert await bob.expect("typing") == {"type": "typing", "nickname": "alice"}
+    await alice.send({"type": "stop_typing"})
+    assert await bob.expect("stop_typing") == {
+        "type": "stop_typing",
+        "nickname": "alice",
+    }
+    assert await alice.nothing()
+
+
+async def test_reconnect_with_last_seq_gets_missed_messages_once(joined, make_client):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.say("one")
+    seen = await bob.expect("message", text="one")
+    await bob.close()
+    for text in ("two", "three"):
+        await alice.say(text)
+        await alice.expect("message", text=text)
+    bob_again = await make_client()
+    welcome = await bob_again.join("bob", last_seq=seen["seq"])
+    assert [m["text"] for m in welcome["history"]] == ["two", "three"]
+    assert welcome["last_seq"] == 3
+    await alice.say("four")
+    assert (await bob_again.expect("message"))["text"] == "four"
+    assert await bob_again.nothing()
+
+
+async def test_resent_client_id_is_saved_once(joined):
+    alice = await joined("alice")
+    await alice.say("only once", client_id="same")
+    first = await alice.expect("message")
+    await alice.say("only once", client_id="same")
+    again = await alice.expect("message")
+    assert again["id"] == first["id"]
+    assert await database_sync_to_async(Message.objects.count)() == 1
+
+
+async def test_dropped_layer_event_is_recovered_by_pong_and_history(
+    joined, client, monkeypatch
+):
+    from chat import events
+
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined")
+    real_send = events.room_send
+    dropped = []
+
+    async def drop_messages(room_id, frame, **kwargs):
+        if frame["type"] == "message" and not dropped:
+            dropped.append(frame)
+            return True  # the layer "accepted" it and lost it
+        return await real_send(room_id, frame, **kwargs)
+
+    monkeypatch.setattr(events, "room_send", drop_messages)
+    await alice.say("lost in transit")
+    await alice.say("arrives")
+    frame = await bob.expect("message")
+    assert frame["seq"] == 2  # bob sees the gap: seq 1 never came
+    await bob.send({"type": "ping"})
+    assert (await bob.expect("pong"))["last_seq"] == 2
+    page = await database_sync_to_async(client.get)(
+        "/rooms/general/messages", {"after": 0}
+    )
+    assert [m["text"] for m in page.json()["messages"]] == [
+        "lost in transit",
+        "arrives",
+    ]
+    assert page.json()["through"] == 2
+
+
+async def test_nickname_taken_case_insensitively_by_another_visitor(
+    joined, make_client
+):
+    await joined("Alice")
+    other = await make_client()
+    await other.send({"type": "join", "nickname": "alice", "last_seq": None})
+    error = await other.expect("error")
+    assert error["code"] == "nickname_taken"
+    # The socket stays open: another nickname works.
+    welcome = await other.join("alice2")
+    assert welcome["participants"] == 2
+
+
+async def test_same_visitor_keeps_nickname_and_counts_once(make_client, session_key):
+    tab1 = await make_client(session_key=session_key)
+    await tab1.join("carol")
+    tab2 = await make_client(session_key=session_key)
+    welcome = await tab2.join("carol")
+    assert welcome["participants"] == 1
+    assert welcome["users"] == ["carol"]
+    await tab1.close()
+    # One tab is still open: carol has not left.
+    observer = await make_client()
+    assert (await observer.join("dave"))["participants"] == 2
+
+
+async def test_registered_name_needs_that_user(make_client):
+    await database_sync_to_async(get_user_model().objects.create_user)(
+        username="Moderator", password="x-secret-123"
+    )
+    client = await make_client()
+    await client.send({"type": "join", "nickname": "moderator", "last_seq": None})
+    assert (await client.expect("error"))["code"] == "nickname_taken"
+
+
+@pytest.mark.parametrize(
+    "nickname",
+    ["", "   ", "x" * 33, "bad\x00name", "tab\tname", 42, None],
+)
+async def test_invalid_nickname(make_client, nickname):
+    client = await make_client()
+    await client.send({"type": "join", "nickname": nickname, "last_seq": None})
+    assert (await client.expect("error"))["code"] == "invalid_nickname"
+
+
+async def test_nickname_is_trimmed(make_client):
+    client = await make_client()
+    assert (await client.join("  erin  "))["nickname"] == "erin"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", "invalid_frame"),
+        ("[1, 2]", "invalid_frame"),
+        ('{"no": "type"}', "invalid_frame"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "message", "text": "early"}', "not_joined"),
+        ('{"type": "join", "nickname": "x", "last_seq": "7"}', "invalid_frame"),
+        ('{"type": "join", "nickname": "x", "last_seq": true}', "invalid_frame"),
+    ],
+)
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(
+    make_client, raw, code
+):
+    client = await make_client()
+    await client.send_raw(text=raw)
+    assert (await client.expect("error"))["code"] == code
+    assert (await client.join("still-here"))["type"] == "welcome"
+
+
+async def test_binary_frame_is_refused(make_client):
+    client = await make_client()
+    await client.send_raw(data=b"\x00\x01")
+    assert (await client.expect("error"))["code"] == "invalid_frame"
+
+
+async def test_frame_over_64_kib_is_refused_and_others_unharmed(joined):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await bob.send_raw(text='{"type":"message","text":"' + "x" * 70000 + '"}')
+    assert (await bob.expect("error"))["code"] == "frame_too_large"
+    await alice.say("still fine")
+    assert (await bob.expect("message"))["text"] == "still fine"
+
+
+async def test_empty_and_too_long_messages(joined, settings):
+    alice = await joined("alice")
+    await alice.say("   \n ")
+    assert (await alice.expect("error"))["code"] == "empty_message"
+    await alice.say("x" * 2001)
+    assert (await alice.expect("error"))["code"] == "message_too_long"
+    await alice.say("x" * 2000)
+    assert len((await alice.expect("message"))["text"]) == 2000
+
+
+async def test_rate_limit_drops_excess_messages(joined):
+    alice = await joined("alice")
+    for i in range(12):
+        await alice.say(f"m{i}")
+    frames = []
+    while len(frames) < 12:
+        frames.append(await alice.receive())
+    errors = [f for f in frames if f["type"] == "error"]
+    sent = [f for f in frames if f["type"] == "message"]
+    assert len(sent) == 10
+    assert {e["code"] for e in errors} == {"rate_limited"}
+    assert await database_sync_to_async(Message.objects.count)() == 10
+
+
+async def test_markup_is_stored_and_echoed_as_typed(joined):
+    alice = await joined("<b>al</b>&amp;")
+    payload = "<script>alert(1)</script> <b>bold</b> & &amp;"
+    await alice.say(payload)
+    frame = await alice.expect("message")
+    assert frame["text"] == payload
+    assert frame["nickname"] == "<b>al</b>&amp;"
+    saved = await database_sync_to_async(Message.objects.get)()
+    assert saved.text == payload
+
+
+async def test_foreign_origin_is_refused_before_accept(transactional_db):
+    client = Client(origin=(b"origin", b"http://evil.example"))
+    connected, _code = await client.connect()
+    assert not connected
+
+
+async def test_missing_origin_is_refused(transactional_db):
+    client = Client(origin=None)
+    connected, _code = await client.connect()
+    assert not connected
+
+
+async def test_unknown_room_gets_error_and_close(make_client):
+    client = await make_client("/ws/rooms/nowhere/")
+    assert (await client.expect("error"))["code"] == "room_not_found"
+    assert (await client.ws.receive_output(timeout=2))["code"] == 4404
+
+
+async def test_path_outside_the_routes_gets_room_not_found(make_client):
+    client = await make_client("/ws/rooms/%C3%BCber/")
+    assert (await client.expect("error"))["code"] == "room_not_found"
+
+
+async def test_archived_room_refuses_join(make_client):
+    await database_sync_to_async(Room.objects.create)(
+        name="Old", slug="old", archived=True
+    )
+    client = await make_client("/ws/rooms/old/")
+    assert (await client.expect("error"))["code"] == "room_archived"
+    assert (await client.ws.receive_output(timeout=2))["code"] == 4410
+
+
+async def test_archiving_tells_clients_and_closes(joined, general):
+    alice = await joined("alice")
+
+    def archive():
+        general.archived = True
+        general.save()
+
+    await database_sync_to_async(archive)()
+    assert (await alice.expect("error"))["code"] == "room_archived"
+    assert (await alice.ws.receive_output(timeout=2))["code"] == 4410
+
+
+async def test_deleting_a_message_removes_it_live(joined):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.say("oops")
+    frame = await bob.expect("message")
+    await database_sync_to_async(Message.objects.filter(pk=frame["id"]).delete)()
+    assert await bob.expect("deleted") == {"type": "deleted", "ids": [frame["id"]]}
+
+
+async def test_join_twice_is_refused(joined):
+    alice = await joined("alice")
+    await alice.send({"type": "join", "nickname": "alice", "last_seq": None})
+    assert (await alice.expect("error"))["code"] == "already_joined"
+
+
+async def test_events_do_not_leak_between_rooms(joined, make_client):
+    await database_sync_to_async(Room.objects.create)(name="Other", slug="other")
+    alice = await joined("alice")
+    elsewhere = await make_client("/ws/rooms/other/")
+    await elsewhere.join("zed")
+    await alice.say("only in general")
+    await alice.expect("message")
+    assert await elsewhere.nothing(0.3)
+    await elsewhere.say("only in other")
+    assert (await elsewhere.expect("message"))["seq"] == 1
+    assert await alice.nothing(0.3)
+
+
+async def test_dead_instance_ghosts_are_swept_and_announced(
+    joined, make_client, general
+):
+    alice = await joined("alice")
+
+    def ghost():
+        Instance.objects.create(
+            name="dead", heartbeat=timezone.now() - timedelta(seconds=120)
+        )
+        member = Member.objects.create(room=general, nickname="ghost", visitor="v")
+        Connection.objects.create(id="g1", member=member, instance_id="dead")
+
+    await database_sync_to_async(ghost)()
+    # Ghosts count for nobody, even before the sweep.
+    bob = await make_client()
+    welcome = await bob.join("bob")
+    assert (welcome["participants"], welcome["users"]) == (2, ["alice", "bob"])
+    departures = await database_sync_to_async(services.instances_sweep)()
+    assert [(d.nickname, d.participants) for d in departures] == [("ghost", 2)]
+    await services.announce_departure(departures[0])
+    assert (await alice.expect("left", nickname="ghost"))["participants"] == 2
+    # A second sweep (another instance's) finds nothing left to announce.
+    assert await database_sync_to_async(services.instances_sweep)() == []
