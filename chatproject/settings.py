@@ -189,7 +189,25 @@ def _redis_host(url):
     return host
 
 
-if REDIS_URL:
+# Which channels-redis layer relays between instances; docs/scaling.md says why
+# the default was chosen.
+CHAT_CHANNEL_LAYER = env.str("CHAT_CHANNEL_LAYER", default="core")
+if CHAT_CHANNEL_LAYER not in ("core", "pubsub"):
+    raise ImproperlyConfigured(
+        f"CHAT_CHANNEL_LAYER must be 'core' or 'pubsub', got {CHAT_CHANNEL_LAYER!r}."
+    )
+
+if REDIS_URL and CHAT_CHANNEL_LAYER == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [_redis_host(REDIS_URL)],
+                "prefix": env.str("CHAT_LAYER_PREFIX", default="chat"),
+            },
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
