@@ -55,8 +55,10 @@ def room_last_seq(*, room_id):
 @dataclass(frozen=True)
 class HistoryPage:
     messages: list
-    # Every message with a seq up to `through` that still exists is in `messages`
-    # or was before `after`: a reader's cursor moves to `through`.
+    # The answer is complete through this seq: every message with a seq between
+    # the page's start (`after`, or the first message returned) and `through` that
+    # still exists is in `messages`. Deleted messages leave holes in the seqs, so
+    # it is not the last message's seq: a catching-up reader moves its cursor here.
     through: int
     # For pages going back in time: whether older messages remain.
     has_more: bool
@@ -79,12 +81,18 @@ def room_history(*, room_id, after=None, before=None, limit):
         page = list(messages.filter(seq__gt=after).order_by("seq")[: limit + 1])
         has_more = len(page) > limit
         page = page[:limit]
-        through = page[-1].seq if has_more else max(last_seq, after)
+        # Never past the room's last seq: a cursor from a stale client (a room
+        # recreated under the same slug) echoed back would hide the messages
+        # that take the seqs in between.
+        through = page[-1].seq if has_more else last_seq
         return HistoryPage(messages=page, through=through, has_more=has_more)
+    through = last_seq
     if before is not None:
         messages = messages.filter(seq__lt=before)
+        # An older page says nothing about the seqs from `before` on.
+        through = max(0, min(before - 1, last_seq))
     page = list(messages.order_by("-seq")[: limit + 1])
     has_more = len(page) > limit
     page.reverse()
     page = page[-limit:] if has_more else page
-    return HistoryPage(messages=page, through=last_seq, has_more=has_more)
+    return HistoryPage(messages=page, through=through, has_more=has_more)

@@ -1,0 +1,46 @@
+"""Builders for the database state that service and selector tests start from."""
+
+import itertools
+from datetime import timedelta
+
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+
+from chat import services
+from chat.models import Instance
+
+_connection_ids = itertools.count(1)
+
+
+def instance(name="here", *, alive=True):
+    """A server process whose heartbeat is fresh, or long stopped."""
+    age = timedelta(0) if alive else timedelta(minutes=10)
+    Instance.objects.update_or_create(
+        name=name, defaults={"heartbeat": timezone.now() - age}
+    )
+    return name
+
+
+def join(room, nickname, *, visitor=None, on="here"):
+    """Open one connection of `nickname` in `room` on instance `on`; (id, presence)."""
+    connection_id = f"conn-{next(_connection_ids)}"
+    presence = services.room_join(
+        room_id=room.pk,
+        nickname=nickname,
+        visitor=visitor or f"visitor-of-{nickname}",
+        user=AnonymousUser(),
+        connection_id=connection_id,
+        instance=on,
+    )
+    return connection_id, presence
+
+
+def say(room, text, *, nickname="alice", visitor="v", client_id=""):
+    message, _created = services.message_save(
+        room_id=room.pk,
+        nickname=nickname,
+        visitor=visitor,
+        text=text,
+        client_id=client_id,
+    )
+    return message
