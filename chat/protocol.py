@@ -12,6 +12,8 @@ from django.utils.translation import gettext as _
 
 NICKNAME_MAX_LENGTH = 32
 CLIENT_ID_MAX_LENGTH = 64
+# Seqs are stored as 64-bit signed integers; a larger last_seq cannot be a real one.
+SEQ_MAX = 2**63 - 1
 
 # Client -> server frame types.
 JOIN = "join"
@@ -28,6 +30,17 @@ LEFT = "left"
 DELETED = "deleted"
 PONG = "pong"
 ERROR = "error"
+SERVER_TYPES = (
+    WELCOME,
+    MESSAGE,
+    JOINED,
+    LEFT,
+    TYPING,
+    STOP_TYPING,
+    DELETED,
+    PONG,
+    ERROR,
+)
 
 # Error codes: stable, for programs; each error frame also carries a message
 # for people.
@@ -44,6 +57,21 @@ RATE_LIMITED = "rate_limited"
 ROOM_NOT_FOUND = "room_not_found"
 ROOM_ARCHIVED = "room_archived"
 UNAVAILABLE = "unavailable"
+ERROR_CODES = (
+    INVALID_FRAME,
+    FRAME_TOO_LARGE,
+    UNKNOWN_TYPE,
+    NOT_JOINED,
+    ALREADY_JOINED,
+    INVALID_NICKNAME,
+    NICKNAME_TAKEN,
+    EMPTY_MESSAGE,
+    MESSAGE_TOO_LONG,
+    RATE_LIMITED,
+    ROOM_NOT_FOUND,
+    ROOM_ARCHIVED,
+    UNAVAILABLE,
+)
 
 # Close codes (4000-4999 are the application's). A client does not reconnect
 # after these: the reason will not go away by itself.
@@ -53,6 +81,7 @@ CLOSE_ROOM_ARCHIVED = 4410
 # with last_seq catches it up.
 CLOSE_TOO_SLOW = 4408
 FINAL_CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED)
+CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED, CLOSE_TOO_SLOW)
 
 
 class ProtocolError(Exception):
@@ -110,9 +139,20 @@ def clean_nickname(value):
     return nickname
 
 
+def _is_storable(text):
+    # PostgreSQL text cannot hold NUL, and a lone surrogate (reachable through a
+    # JSON escape) cannot be encoded as UTF-8 for the database or other clients.
+    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def clean_text(value):
     if not isinstance(value, str):
         raise ProtocolError(INVALID_FRAME, _("The message text must be a string."))
+    if not _is_storable(value):
+        raise ProtocolError(
+            INVALID_FRAME,
+            _("A message cannot contain NUL or unpaired surrogate characters."),
+        )
     if not value.strip():
         raise ProtocolError(EMPTY_MESSAGE, _("An empty message is not sent."))
     limit = settings.CHAT_MAX_MESSAGE_LENGTH
@@ -145,9 +185,15 @@ def _clean_seq(value):
     if value is None:
         return None
     # bool is an int in Python; true/false is not a seq.
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 0 <= value <= SEQ_MAX
+    ):
         raise ProtocolError(
-            INVALID_FRAME, _("last_seq must be null or a non-negative integer.")
+            INVALID_FRAME,
+            _("last_seq must be null or an integer from 0 to %(max)d.")
+            % {"max": SEQ_MAX},
         )
     return value
 
@@ -166,7 +212,8 @@ def parse_client_frame(text):
         )
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: arrays or objects nested too deeply for the parser.
         raise ProtocolError(INVALID_FRAME, _("The frame is not valid JSON.")) from None
     if not isinstance(data, dict):
         raise ProtocolError(INVALID_FRAME, _("A frame is a JSON object."))
