@@ -1,0 +1,157 @@
+"""Writes: seqs, resent messages, nicknames held in a room, and leaving."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+
+from chat import events, services
+from chat.models import Member, Message, Room
+from chat.protocol import ProtocolError
+
+from .factories import instance, join, say
+
+
+@pytest.fixture
+def room(db):
+    instance("here")
+    return Room.objects.create(name="Test", slug="test")
+
+
+def test_seqs_count_up_without_gaps_in_each_room(room):
+    other = Room.objects.create(name="Other", slug="other")
+    first = [say(room, "a").seq, say(room, "b").seq]
+    assert say(other, "x").seq == 1
+    first.append(say(room, "c").seq)
+    assert first == [1, 2, 3]
+    room.refresh_from_db()
+    assert room.last_seq == 3
+
+
+def _save_many(room_id, sender, count):
+    try:
+        return [
+            services.message_save(
+                room_id=room_id, nickname=sender, visitor=sender, text="hi"
+            )[0].seq
+            for _n in range(count)
+        ]
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_share_one_gapless_sequence():
+    if connection.vendor == "sqlite":
+        # SQLite's in-memory test database answers a second writer with "table is
+        # locked" instead of waiting as the file database (busy timeout) does.
+        pytest.skip("concurrent writers need a server database (DATABASE_URL)")
+    room = Room.objects.create(name="Busy", slug="busy")
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(_save_many, [room.pk] * 4, "abcd", [15] * 4))
+    assert sorted(seq for run in runs for seq in run) == list(range(1, 61))
+    assert all(run == sorted(run) for run in runs)
+
+
+def test_resent_client_id_returns_the_saved_message(room):
+    first, created = services.message_save(
+        room_id=room.pk, nickname="al", visitor="v1", text="hi", client_id="c1"
+    )
+    again, created_again = services.message_save(
+        room_id=room.pk, nickname="al", visitor="v1", text="hi", client_id="c1"
+    )
+    assert (created, created_again) == (True, False)
+    assert again.pk == first.pk
+    # The resend took no seq: the next message follows on.
+    assert say(room, "next").seq == 2
+    # Another visitor's client may well pick the same id.
+    theirs, created = services.message_save(
+        room_id=room.pk, nickname="bo", visitor="v2", text="hi", client_id="c1"
+    )
+    assert created and theirs.seq == 3
+
+
+def test_archived_room_takes_no_message_and_no_seq(room):
+    say(room, "before")
+    Room.objects.filter(pk=room.pk).update(archived=True)
+    with pytest.raises(ProtocolError) as caught:
+        say(room, "after")
+    assert caught.value.code == "room_archived"
+    assert Message.objects.filter(room=room).count() == 1
+    room.refresh_from_db()
+    assert room.last_seq == 1
+
+
+def test_nickname_is_taken_case_insensitively_by_another_visitor(room):
+    join(room, "Alice")
+    with pytest.raises(ProtocolError) as caught:
+        join(room, "aLICE", visitor="someone-else")
+    assert caught.value.code == "nickname_taken"
+    assert "Alice" in caught.value.message
+    assert list(Member.objects.values_list("nickname", flat=True)) == ["Alice"]
+
+
+def test_same_visitor_twice_is_one_person(room):
+    _conn, first = join(room, "Alice", visitor="v1")
+    _conn, second = join(room, "alice", visitor="v1")
+    assert (first.arrived, second.arrived) == (True, False)
+    # The nickname keeps the case it was claimed with.
+    assert (second.nickname, second.participants, second.users) == (
+        "Alice",
+        1,
+        ["Alice"],
+    )
+
+
+def test_ghost_on_a_dead_instance_frees_the_nickname(room):
+    instance("dead", alive=False)
+    join(room, "alice", visitor="old", on="dead")
+    _conn, presence = join(room, "Alice", visitor="new")
+    assert presence.arrived
+    assert (presence.nickname, presence.participants) == ("Alice", 1)
+    assert Member.objects.get().visitor == "new"
+
+
+def test_leave_departs_only_with_the_last_connection(room):
+    join(room, "bob")
+    tab1, _p = join(room, "alice", visitor="v1")
+    tab2, _p = join(room, "alice", visitor="v1")
+    assert services.room_leave(connection_id=tab1) is None
+    departure = services.room_leave(connection_id=tab2)
+    assert departure == services.Departure(
+        room_id=room.pk, nickname="alice", participants=1
+    )
+    assert services.room_leave(connection_id=tab2) is None  # already gone
+    assert list(Member.objects.values_list("nickname", flat=True)) == ["bob"]
+
+
+def test_a_dead_instance_connection_does_not_keep_a_member_in(room):
+    instance("dead", alive=False)
+    join(room, "alice", visitor="v1", on="dead")
+    live, _p = join(room, "alice", visitor="v1")
+    assert services.room_leave(connection_id=live).nickname == "alice"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_leave_announces_only_when_the_member_is_gone():
+    def setup():
+        instance("here")
+        room = Room.objects.create(name="Test", slug="test")
+        tabs = [join(room, "alice", visitor="v1")[0] for _n in range(2)]
+        return room, tabs
+
+    room, (tab1, tab2) = await database_sync_to_async(setup)()
+    layer = get_channel_layer()
+    listener = await layer.new_channel()
+    await layer.group_add(events.group_name(room.pk), listener)
+
+    assert await services.leave(connection_id=tab1) is None
+    assert await services.leave(connection_id=tab2) is not None
+    event = await asyncio.wait_for(layer.receive(listener), 5)
+    assert event["frame"] == {"type": "left", "nickname": "alice", "participants": 0}
+    # The first tab closing announced nothing.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(listener), 0.2)
