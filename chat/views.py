@@ -39,39 +39,50 @@ def room(request, slug):
     return render(request, "chat/room.html", {"room": room, "config": config})
 
 
-def _query_int(request, name):
+def _query_int(request, name, minimum=0):
     value = request.GET.get(name)
     if value is None or value == "":
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
-        raise ValueError(name)
+    # At most 18 digits: any such number fits the database's 64-bit seq column.
+    if (
+        not value.isascii()
+        or not value.isdigit()
+        or len(value) > 18
+        or int(value) < minimum
+    ):
+        raise ValueError(
+            _(
+                "%(name)s must be a whole number of at least %(minimum)d "
+                "and at most 18 digits."
+            )
+            % {"name": name, "minimum": minimum}
+        )
     return int(value)
+
+
+def _json_error(status, code, message):
+    return JsonResponse({"error": code, "message": message}, status=status)
 
 
 @require_GET
 def history(request, slug):
     """Messages as JSON, paged by seq: ?after=N (catch up) or ?before=N (older)."""
-    room = _room_or_404(slug)
+    room = selectors.room_get(slug=slug)
+    if room is None:
+        return _json_error(
+            404,
+            protocol.ROOM_NOT_FOUND,
+            _("There is no room called %(slug)s.") % {"slug": slug},
+        )
     try:
         after = _query_int(request, "after")
         before = _query_int(request, "before")
-        limit = _query_int(request, "limit") or settings.CHAT_HISTORY_LIMIT
+        limit = _query_int(request, "limit", minimum=1) or settings.CHAT_HISTORY_LIMIT
     except ValueError as exc:
-        return JsonResponse(
-            {
-                "error": "invalid_parameter",
-                "message": _("%(name)s must be a non-negative integer.")
-                % {"name": exc.args[0]},
-            },
-            status=400,
-        )
+        return _json_error(400, "invalid_parameter", str(exc))
     if after is not None and before is not None:
-        return JsonResponse(
-            {
-                "error": "invalid_parameter",
-                "message": _("Give after or before, not both."),
-            },
-            status=400,
+        return _json_error(
+            400, "invalid_parameter", _("Give after or before, not both.")
         )
     page = selectors.room_history(
         room_id=room.pk, after=after, before=before, limit=min(limit, HISTORY_PAGE_MAX)
