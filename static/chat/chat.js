@@ -1,69 +1,108 @@
 // The room page's client. Follows docs/protocol.md; every user-typed string is
-// rendered with textContent.
+// rendered with textContent, never parsed as HTML.
 
-const config = JSON.parse(document.getElementById("chat-config").textContent);
+const $ = (id) => document.getElementById(id);
+
+const config = JSON.parse($("chat-config").textContent);
+// The page's words, translated by the template (templates/chat/room.html).
+const strings = Object.fromEntries(
+  [...$("chat-strings").content.querySelectorAll("[data-key]")].map((el) => [
+    el.dataset.key,
+    el.textContent,
+  ]),
+);
 
 const TYPING_IDLE_MS = 400;
+// A long burst of typing repeats its signal, so that a reader who joined
+// meanwhile, or missed a stop, is right again soon.
+const TYPING_REPEAT_MS = 3000;
+const TYPING_EXPIRE_MS = 6000;
 const PING_INTERVAL_MS = 15000;
+// A socket that answers no ping for this long is taken for dead (a laptop
+// that slept, a network that changed) and replaced.
+const PONG_TIMEOUT_MS = 10000;
 const GAP_WAIT_MS = 300;
+const GAP_RETRY_MS = 2000;
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 5000;
 const FINAL_CLOSE_CODES = [4404, 4410];
 const JOIN_ERRORS = ["invalid_nickname", "nickname_taken"];
+// Sent just before a final close: said in the log, not in the nickname prompt.
+const FINAL_ERRORS = ["room_not_found", "room_archived"];
+const HISTORY_PAGE = 50;
+const GAP_PAGE = 200;
+// Within this many pixels of the bottom, the log follows new lines.
+const STICK_PX = 40;
 
-const $ = (id) => document.getElementById(id);
 const log = $("log");
 const composer = $("composer");
 const input = $("message");
 const typingLine = $("typing");
+const loadOlderButton = $("load-older");
 
 let nickname = null;
 let socket = null;
 let joined = false;
+let joining = false;
 let everJoined = false;
 let closedForGood = false;
 let attempts = 0;
+let reconnectTimer = null;
+let abandonSocket = () => {};
 let cursor = null; // every message up to this seq is shown (or was deleted)
 let oldest = null; // seq of the oldest message shown, for "load older"
 const early = new Map(); // seq -> message frame that came before its turn
 const pending = new Map(); // client_id -> {text, element}
-const typers = new Map(); // nickname -> true
+const typers = new Map(); // nickname -> timer that forgets them
+let users = [];
 let gapTimer = null;
 let gapFetching = false;
 let pingTimer = null;
+let pongTimer = null;
 let typingTimer = null;
-let typingSent = false;
+let typingSentAt = 0;
+
+function t(key, values = {}) {
+  return strings[key].replace(/\{(\w+)\}/g, (_match, name) => String(values[name]));
+}
 
 // Nickname colours: a stable hash of the nickname picks the hue.
-export function nicknameColor(name) {
+function nicknameColor(name) {
   let hash = 0;
   for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) | 0;
-  return `hsl(${Math.abs(hash) % 360}, 65%, 40%)`;
+  return `hsl(${Math.abs(hash) % 360}, 65%, 38%)`;
 }
 
-function scrollDown() {
-  log.scrollTop = log.scrollHeight;
-  window.scrollTo(0, document.body.scrollHeight);
+// Output ---------------------------------------------------------------------
+
+function atBottom() {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < STICK_PX;
 }
 
-function line(text, kind = "log") {
+// A reader scrolled up to older lines is left there; otherwise the log follows.
+function append(element, { follow = false } = {}) {
+  const stick = follow || atBottom();
+  log.append(element);
+  if (stick) log.scrollTop = log.scrollHeight;
+  return element;
+}
+
+function line(text, kind = "") {
   const li = document.createElement("li");
-  li.className = kind;
+  li.className = `note ${kind}`.trim();
   li.textContent = text;
-  log.append(li);
-  scrollDown();
-  return li;
+  return append(li);
 }
 
 function participantsText(n) {
-  return n === 1 ? "there's 1 participant" : `there are ${n} participants`;
+  return n === 1 ? t("participants_one") : t("participants_many", { count: n });
 }
 
-function renderMessage(frame, { prepend = false } = {}) {
+function messageElement(frame) {
   const li = document.createElement("li");
   li.className = "message";
-  li.dataset.id = frame.id ?? "";
-  li.dataset.seq = frame.seq ?? "";
+  if (frame.id != null) li.dataset.id = frame.id;
+  if (frame.seq != null) li.dataset.seq = frame.seq;
   const time = document.createElement("time");
   if (frame.ts) {
     const when = new Date(frame.ts);
@@ -79,13 +118,6 @@ function renderMessage(frame, { prepend = false } = {}) {
   body.className = "text";
   body.textContent = frame.text;
   li.append(time, who, body);
-  if (prepend) {
-    const after = $("log").querySelector("li.message");
-    log.insertBefore(li, after);
-  } else {
-    log.append(li);
-    scrollDown();
-  }
   return li;
 }
 
@@ -95,16 +127,19 @@ function showMessage(frame) {
     pending.delete(frame.client_id);
     mine.element.remove();
   }
-  renderMessage(frame);
+  append(messageElement(frame), { follow: Boolean(mine) });
   if (oldest === null || frame.seq < oldest) oldest = frame.seq;
   removeTyper(frame.nickname);
 }
 
-// Messages are shown in seq order, each once. One that comes early waits for
-// the ones before it; a gap that does not close by itself is fetched.
+// Ordering --------------------------------------------------------------------
+
+// Messages are shown in seq order, each once. A live one that comes before its
+// turn waits for those before it; a gap that does not close by itself is
+// fetched over HTTP.
 function receiveMessage(frame) {
-  if (cursor !== null && frame.seq <= cursor) return;
-  if (cursor === null || frame.seq === cursor + 1) {
+  if (frame.seq <= cursor) return;
+  if (frame.seq === cursor + 1) {
     showMessage(frame);
     cursor = frame.seq;
     drainEarly();
@@ -112,6 +147,20 @@ function receiveMessage(frame) {
   }
   early.set(frame.seq, frame);
   scheduleGapFill();
+}
+
+// A page read from the database (a welcome's history, a gap fill) is complete
+// for the seqs from cursor to `through`: a seq missing from it was deleted.
+function acceptRange(messages, through) {
+  for (const frame of messages) {
+    if (frame.seq > cursor) {
+      early.delete(frame.seq);
+      showMessage(frame);
+      cursor = frame.seq;
+    }
+  }
+  if (through > cursor) cursor = through;
+  drainEarly();
 }
 
 function drainEarly() {
@@ -124,60 +173,72 @@ function drainEarly() {
   for (const seq of early.keys()) if (seq <= cursor) early.delete(seq);
 }
 
-function scheduleGapFill() {
-  if (gapTimer === null) gapTimer = setTimeout(fillGap, GAP_WAIT_MS);
+function scheduleGapFill(delay = GAP_WAIT_MS) {
+  if (gapTimer === null) gapTimer = setTimeout(fillGap, delay);
 }
 
 async function fillGap() {
   gapTimer = null;
-  if (gapFetching || cursor === null) return;
+  // Away, the next welcome catches up instead.
+  if (gapFetching || !joined) return;
   gapFetching = true;
+  let failed = false;
   try {
     let more = true;
     while (more) {
-      const page = await fetchHistory(`after=${cursor}&limit=200`);
-      for (const frame of page.messages) receiveMessage(frame);
-      if (page.through > cursor) cursor = page.through;
-      drainEarly();
+      const page = await fetchHistory({ after: cursor, limit: GAP_PAGE });
+      acceptRange(page.messages, page.through);
       more = page.has_more;
     }
   } catch (err) {
     console.warn("gap fill failed", err);
+    failed = true;
   } finally {
     gapFetching = false;
   }
-  if (early.size) scheduleGapFill();
+  if (early.size) scheduleGapFill(failed ? GAP_RETRY_MS : GAP_WAIT_MS);
 }
 
-async function fetchHistory(query) {
-  const response = await fetch(`/rooms/${encodeURIComponent(config.room)}/messages?${query}`, {
-    headers: { Accept: "application/json" },
-  });
+async function fetchHistory(params) {
+  const query = new URLSearchParams(params);
+  const response = await fetch(
+    `/rooms/${encodeURIComponent(config.room)}/messages?${query}`,
+    { headers: { Accept: "application/json" } },
+  );
   if (!response.ok) throw new Error(`history: HTTP ${response.status}`);
   return response.json();
 }
 
 async function loadOlder() {
-  const button = $("load-older");
-  button.disabled = true;
+  loadOlderButton.disabled = true;
   try {
-    const query = oldest === null ? "limit=50" : `before=${oldest}&limit=50`;
-    const page = await fetchHistory(query);
-    for (const frame of [...page.messages].reverse()) {
-      renderMessage(frame, { prepend: true });
-      oldest = frame.seq;
-    }
-    button.hidden = !page.has_more;
+    const page = await fetchHistory(
+      oldest === null ? { limit: HISTORY_PAGE } : { before: oldest, limit: HISTORY_PAGE },
+    );
+    // Older lines go above the first message; the reader's view stays put.
+    const first = log.querySelector("li.message");
+    const fromBottom = log.scrollHeight - log.scrollTop;
+    const older = document.createDocumentFragment();
+    older.append(...page.messages.map(messageElement));
+    log.insertBefore(older, first);
+    log.scrollTop = log.scrollHeight - fromBottom;
+    if (page.messages.length) oldest = page.messages[0].seq;
+    loadOlderButton.hidden = !page.has_more;
   } catch (err) {
-    line("could not load older messages", "log error");
+    console.warn("load older failed", err);
+    line(t("older_failed"), "error");
   } finally {
-    button.disabled = false;
+    loadOlderButton.disabled = false;
   }
 }
 
-function renderUsers(users) {
-  const list = $("users");
-  list.replaceChildren(
+// Presence and typing ---------------------------------------------------------
+
+function setUsers(next) {
+  users = [...new Set(next)].sort((a, b) =>
+    a.localeCompare(b, undefined, { sensitivity: "base" }),
+  );
+  $("users").replaceChildren(
     ...users.map((name) => {
       const li = document.createElement("li");
       li.textContent = name;
@@ -185,73 +246,78 @@ function renderUsers(users) {
       return li;
     }),
   );
-  $("count").textContent = `(${users.length})`;
-}
-
-let users = [];
-function setUsers(next) {
-  users = [...next].sort((a, b) => a.localeCompare(b, undefined, { sensitivity: "base" }));
-  renderUsers(users);
+  $("count").textContent = String(users.length);
 }
 
 function renderTypers() {
-  const names = [...typers.keys()];
-  typingLine.textContent = names.length
-    ? names.map((n) => `${n} is typing`).join(", ")
-    : "";
+  typingLine.textContent = [...typers.keys()]
+    .map((name) => t("typing", { name }))
+    .join(", ");
+}
+
+function addTyper(name) {
+  clearTimeout(typers.get(name));
+  typers.set(name, setTimeout(() => removeTyper(name), TYPING_EXPIRE_MS));
+  renderTypers();
 }
 
 function removeTyper(name) {
-  if (typers.delete(name)) renderTypers();
+  if (!typers.has(name)) return;
+  clearTimeout(typers.get(name));
+  typers.delete(name);
+  renderTypers();
 }
 
-// Frames from the server.
+function clearTypers() {
+  for (const timer of typers.values()) clearTimeout(timer);
+  typers.clear();
+  renderTypers();
+}
+
+// Frames from the server --------------------------------------------------------
+
 const handlers = {
   welcome(frame) {
     nickname = frame.nickname;
     joined = true;
+    joining = false;
     attempts = 0;
     $("login").hidden = true;
     composer.hidden = false;
     input.focus();
+    if (cursor === null) {
+      // The first page starts at its first message; older ones are a click away.
+      const first = frame.history[0];
+      cursor = first ? first.seq - 1 : frame.last_seq;
+      loadOlderButton.hidden = !first || first.seq <= 1;
+    }
+    // The past (or what was missed while away) first, then the present.
+    acceptRange(frame.history, frame.last_seq);
     if (everJoined) {
-      line("you have been reconnected");
+      line(t("reconnected"));
     } else {
-      line(`Welcome to ${frame.room.name}`, "log welcome");
+      line(t("welcome", { room: frame.room.name }), "welcome");
       everJoined = true;
     }
     line(participantsText(frame.participants));
     setUsers(frame.users);
-    if (cursor === null) {
-      for (const m of frame.history) {
-        showMessage(m);
-        if (oldest === null || m.seq < oldest) oldest = m.seq;
-      }
-      $("load-older").hidden = frame.history.length === 0 || frame.history[0].seq <= 1;
-    } else {
-      for (const m of frame.history) receiveMessage(m);
-    }
-    if (cursor === null || frame.last_seq > cursor) cursor = frame.last_seq;
-    drainEarly();
     resendPending();
     startPing();
   },
   message: receiveMessage,
   joined(frame) {
-    line(`${frame.nickname} joined`);
+    line(t("joined", { name: frame.nickname }));
     line(participantsText(frame.participants));
-    setUsers([...users.filter((u) => u !== frame.nickname), frame.nickname]);
+    setUsers([...users, frame.nickname]);
   },
   left(frame) {
-    line(`${frame.nickname} left`);
+    line(t("left", { name: frame.nickname }));
     line(participantsText(frame.participants));
     removeTyper(frame.nickname);
-    setUsers(users.filter((u) => u !== frame.nickname));
+    setUsers(users.filter((name) => name !== frame.nickname));
   },
   typing(frame) {
-    if (frame.nickname === nickname) return;
-    typers.set(frame.nickname, true);
-    renderTypers();
+    if (frame.nickname !== nickname) addTyper(frame.nickname);
   },
   stop_typing(frame) {
     removeTyper(frame.nickname);
@@ -261,18 +327,31 @@ const handlers = {
       const el = log.querySelector(`li.message[data-id="${Number(id)}"]`);
       if (el) el.remove();
     }
+    for (const [seq, waiting] of early) {
+      if (frame.ids.includes(waiting.id)) early.delete(seq);
+    }
   },
   pong(frame) {
-    if (cursor !== null && frame.last_seq > cursor) scheduleGapFill();
+    if (frame.last_seq > cursor) scheduleGapFill();
   },
   error(frame) {
-    if (!joined && JOIN_ERRORS.includes(frame.code)) {
-      askNickname(frame.message);
+    if (joined || FINAL_ERRORS.includes(frame.code)) {
+      line(frame.message, "error");
       return;
     }
-    line(frame.message, "log error");
+    joining = false;
+    if (JOIN_ERRORS.includes(frame.code) || !everJoined) {
+      // The socket stays open: the next nickname is tried on it.
+      askNickname(frame.message);
+    } else {
+      // A rejoin the server could not serve just now: try again later.
+      line(frame.message, "error");
+      socket.close();
+    }
   },
 };
+
+// The socket ----------------------------------------------------------------------
 
 function send(frame) {
   if (socket && socket.readyState === WebSocket.OPEN) {
@@ -282,19 +361,36 @@ function send(frame) {
   return false;
 }
 
+function sendJoin() {
+  joining = send({ type: "join", nickname, last_seq: cursor });
+}
+
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/ws/rooms/${encodeURIComponent(config.room)}/`;
 }
 
 function connect() {
-  socket = new WebSocket(socketUrl());
+  reconnectTimer = null;
+  const ws = new WebSocket(socketUrl());
+  socket = ws;
   let opened = false;
-  socket.addEventListener("open", () => {
+  let closed = false;
+  const onClose = (code) => {
+    if (closed) return;
+    closed = true;
+    onSocketClosed(code, opened);
+  };
+  ws.addEventListener("open", () => {
     opened = true;
-    send({ type: "join", nickname, last_seq: cursor });
+    sendJoin();
   });
-  socket.addEventListener("message", (event) => {
+  ws.addEventListener("message", (event) => {
+    // An abandoned socket that was not quite dead has nothing more to say.
+    if (ws !== socket) return;
+    // Any frame shows the socket is alive.
+    clearTimeout(pongTimer);
+    pongTimer = null;
     let frame;
     try {
       frame = JSON.parse(event.data);
@@ -304,49 +400,68 @@ function connect() {
     const handler = handlers[frame.type];
     if (handler) handler(frame);
   });
-  socket.addEventListener("close", (event) => {
-    const wasJoined = joined;
-    joined = false;
-    stopPing();
-    typers.clear();
-    renderTypers();
-    if (FINAL_CLOSE_CODES.includes(event.code)) {
-      closedForGood = true;
-      composer.hidden = true;
-      if (event.reason) line(event.reason, "log error");
-      return;
-    }
-    if (wasJoined) line("you have been disconnected");
-    else if (!opened && everJoined) line("attempt to reconnect has failed");
-    scheduleReconnect();
-  });
+  ws.addEventListener("close", (event) => onClose(event.code));
+  // A dead socket may take a long time to report its close: give up on it now.
+  abandonSocket = () => {
+    ws.close();
+    onClose(1006);
+  };
+}
+
+function onSocketClosed(code, opened) {
+  const wasJoined = joined;
+  joined = false;
+  joining = false;
+  stopPing();
+  stopTyping();
+  clearTypers();
+  if (FINAL_CLOSE_CODES.includes(code)) {
+    // The room is gone or archived; its error frame said so. No retry.
+    closedForGood = true;
+    composer.hidden = true;
+    $("login").hidden = true;
+    return;
+  }
+  if (wasJoined) line(t("disconnected"));
+  else if (!opened && everJoined) line(t("reconnect_failed"));
+  else if (!opened) $("login-error").textContent = t("connect_failed");
+  scheduleReconnect();
 }
 
 // Reconnection forever: 1 s doubling to 5 s, each wait ±50 % at random so that
 // a server restart is not met by every client at the same instant.
 function scheduleReconnect() {
-  if (closedForGood) return;
+  if (closedForGood || reconnectTimer !== null) return;
   const base = Math.min(BACKOFF_FIRST_MS * 2 ** attempts, BACKOFF_MAX_MS);
   attempts += 1;
-  const delay = base * (0.5 + Math.random());
-  setTimeout(connect, delay);
+  reconnectTimer = setTimeout(connect, base * (0.5 + Math.random()));
 }
 
 function startPing() {
   stopPing();
-  pingTimer = setInterval(() => send({ type: "ping" }), PING_INTERVAL_MS);
+  pingTimer = setInterval(() => {
+    if (send({ type: "ping" }) && pongTimer === null) {
+      pongTimer = setTimeout(abandonSocket, PONG_TIMEOUT_MS);
+    }
+  }, PING_INTERVAL_MS);
 }
 
 function stopPing() {
-  if (pingTimer !== null) clearInterval(pingTimer);
+  clearInterval(pingTimer);
+  clearTimeout(pongTimer);
   pingTimer = null;
+  pongTimer = null;
 }
+
+// Sending -------------------------------------------------------------------------
 
 function newClientId() {
   if (crypto.randomUUID) return crypto.randomUUID();
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+// The server saves a client_id once, so a message that did arrive before the
+// socket dropped is not saved twice.
 function resendPending() {
   for (const [clientId, entry] of pending) {
     send({ type: "message", text: entry.text, client_id: clientId });
@@ -356,13 +471,19 @@ function resendPending() {
 function stopTyping() {
   clearTimeout(typingTimer);
   typingTimer = null;
-  if (typingSent) send({ type: "stop_typing" });
-  typingSent = false;
+  if (typingSentAt) send({ type: "stop_typing" });
+  typingSentAt = 0;
 }
 
 input.addEventListener("input", () => {
   if (!joined) return;
-  if (!typingSent) typingSent = send({ type: "typing" });
+  if (!input.value) {
+    stopTyping();
+    return;
+  }
+  if (Date.now() - typingSentAt > TYPING_REPEAT_MS && send({ type: "typing" })) {
+    typingSentAt = Date.now();
+  }
   clearTimeout(typingTimer);
   typingTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
 });
@@ -373,22 +494,26 @@ composer.addEventListener("submit", (event) => {
   if (!text.trim()) return;
   stopTyping();
   const clientId = newClientId();
-  const element = renderMessage({ nickname, text });
+  const element = messageElement({ nickname, text });
   element.classList.add("pending");
+  append(element, { follow: true });
   pending.set(clientId, { text, element });
+  // Away, it waits in `pending` and goes with the next welcome.
   send({ type: "message", text, client_id: clientId });
   input.value = "";
 });
 
-$("load-older").addEventListener("click", loadOlder);
+loadOlderButton.addEventListener("click", loadOlder);
 
-function validNickname(value) {
+// Nickname ------------------------------------------------------------------------
+
+function nicknameProblem(value) {
   const name = value.trim();
-  if (!name) return "Please choose a nickname.";
+  if (!name) return t("nickname_empty");
   if ([...name].length > config.nicknameMaxLength) {
-    return `A nickname has at most ${config.nicknameMaxLength} characters.`;
+    return t("nickname_long", { max: config.nicknameMaxLength });
   }
-  if (/\p{C}/u.test(name)) return "A nickname cannot contain control characters.";
+  if (/\p{C}/u.test(name)) return t("nickname_control");
   return null;
 }
 
@@ -400,21 +525,27 @@ function askNickname(message = "") {
 
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const problem = validNickname($("nickname").value);
-  if (problem) {
-    $("login-error").textContent = problem;
-    return;
-  }
+  if (joining) return;
+  const problem = nicknameProblem($("nickname").value);
+  $("login-error").textContent = problem ?? "";
+  if (problem) return;
   nickname = $("nickname").value.trim();
-  $("login-error").textContent = "";
-  // After a refused nickname the socket is still open: try again on it.
-  if (!send({ type: "join", nickname, last_seq: cursor })) connect();
+  // An open socket (after a refused nickname) tries again at once; one that is
+  // connecting joins when it opens.
+  if (socket === null) connect();
+  else sendJoin();
 });
 
 async function showArchived() {
-  const page = await fetchHistory("limit=50");
-  for (const frame of page.messages) showMessage(frame);
-  $("load-older").hidden = !page.has_more;
+  try {
+    const page = await fetchHistory({ limit: HISTORY_PAGE });
+    log.append(...page.messages.map(messageElement));
+    if (page.messages.length) oldest = page.messages[0].seq;
+    loadOlderButton.hidden = !page.has_more;
+  } catch (err) {
+    console.warn("history failed", err);
+    line(t("older_failed"), "error");
+  }
 }
 
 if (config.archived) {
