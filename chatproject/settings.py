@@ -7,6 +7,7 @@ PostgreSQL and ``REDIS_URL`` (``redis://`` or ``rediss://``) to channels-redis.
 """
 
 import os
+import re
 import socket
 import ssl
 import uuid
@@ -18,7 +19,23 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOL_WORDS |= {"0": False, "false": False, "no": False, "off": False}
+
+
+class _Env(environ.Env):
+    def bool(self, var, default=environ.Env.NOTSET):
+        # environ reads every word it does not know ("maybe", "ture") as False;
+        # a typo must not quietly turn a switch off.
+        word = self.str(var, default="").strip().lower()
+        if not word:
+            return super().bool(var, default=default)
+        if word not in _BOOL_WORDS:
+            raise ValueError(f"use one of {', '.join(_BOOL_WORDS)}")
+        return _BOOL_WORDS[word]
+
+
+env = _Env()
 # A local .env (never committed; see .env.example) is read when present.
 if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
@@ -130,6 +147,8 @@ try:
     DATABASES = {
         "default": env.db_url("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")
     }
+    if not DATABASES["default"].get("ENGINE"):
+        raise ValueError("it names no known database")
 except (ValueError, KeyError, ImproperlyConfigured) as exc:
     raise ImproperlyConfigured(
         f"DATABASE_URL is not a database URL this project understands "
@@ -160,7 +179,8 @@ REDIS_SSL_CA_CERTS = env.str("REDIS_SSL_CA_CERTS", default="")
 
 def _redis_host(url):
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+    # No host is allowed: redis-py then connects to localhost:6379.
+    if parts.scheme not in ("redis", "rediss"):
         raise ImproperlyConfigured(
             "REDIS_URL must look like redis://host:6379/0 or "
             "rediss://:<url-encoded access key>@<name>.redis.cache.windows.net:6380/0, "
@@ -168,10 +188,17 @@ def _redis_host(url):
         )
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
+        # After the host only a database number may follow; an unencoded '/',
+        # '?' or '#' in the password ends the host early and leaves '@' behind.
+        if not re.fullmatch(r"(/\d*)?", parts.path) or "@" in (
+            parts.query + parts.fragment
+        ):
+            raise ValueError
     except ValueError:
         raise ImproperlyConfigured(
-            "REDIS_URL has a port that is not a number. A password or access key "
-            "containing '+', '/' or '=' must be URL-encoded (%2B, %2F, %3D)."
+            "REDIS_URL does not end in host:port/database with numbers for the port "
+            "and the database. A password or access key containing '+', '/' or '=' "
+            "must be URL-encoded (%2B, %2F, %3D)."
         ) from None
     host = {
         "address": url,

@@ -1,0 +1,132 @@
+"""
+Settings read from the environment: each bad value stops start-up with an error
+that names the variable. Every case runs in a fresh interpreter, as a server
+process would start.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Only what decides the outcome of each case is inherited by none of them.
+CONTROLLED = (
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "WEBSITE_HOSTNAME",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CHAT_CHANNEL_LAYER",
+    "CHAT_MAX_MESSAGE_LENGTH",
+    "CHAT_RATE_BURST",
+    "SECURE_SSL_REDIRECT",
+)
+SHOW_SETTINGS = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "layers": settings.CHANNEL_LAYERS,
+}, default=str))
+"""
+
+
+def start(**variables):
+    """Set up Django in a new process with these variables; (code, out, err)."""
+    env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    env |= {"DJANGO_SETTINGS_MODULE": "chatproject.settings", **variables}
+    done = subprocess.run(
+        [sys.executable, "-c", SHOW_SETTINGS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+PRODUCTION = {"SECRET_KEY": "a-long-random-test-key", "ALLOWED_HOSTS": "example.com"}
+
+
+def refused(**variables):
+    code, _out, err = start(**variables)
+    assert code != 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("django.core.exceptions.ImproperlyConfigured: "), err
+    return last
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("CHAT_MAX_MESSAGE_LENGTH", "abc", "CHAT_MAX_MESSAGE_LENGTH='abc'"),
+        ("CHAT_RATE_BURST", "0", "CHAT_RATE_BURST must be a positive integer"),
+        ("REDIS_URL", "http://x", "got scheme 'http'"),
+        # An Azure access key pasted with its '/' unencoded.
+        (
+            "REDIS_URL",
+            "rediss://:Ab3/x+y=@name.redis.cache.windows.net:6380/0",
+            "must be URL-encoded",
+        ),
+        ("REDIS_URL", "redis://:pa/ss@localhost:6379/0", "must be URL-encoded"),
+        ("REDIS_URL", "redis://:123/x@localhost:6379/0", "must be URL-encoded"),
+        ("DATABASE_URL", "nonsense", "postgres://user:password@host:5432/name"),
+        ("DEBUG", "maybe", "DEBUG='maybe'"),
+        ("SECURE_SSL_REDIRECT", "fasle", "SECURE_SSL_REDIRECT='fasle'"),
+    ],
+)
+def test_bad_value_is_refused_naming_the_variable(variable, value, says):
+    message = refused(**PRODUCTION, **{variable: value})
+    assert variable in message
+    assert says in message
+
+
+def test_debug_off_without_secret_key_says_what_to_set():
+    message = refused(ALLOWED_HOSTS="example.com")
+    assert "SECRET_KEY is not set" in message
+    assert "Set SECRET_KEY" in message
+
+
+def test_debug_off_without_allowed_hosts_says_what_to_set():
+    message = refused(SECRET_KEY="a-long-random-test-key")
+    assert "Set ALLOWED_HOSTS" in message
+
+
+def test_debug_on_needs_neither():
+    code, out, err = start(DEBUG="1")
+    assert code == 0, err
+    settings = json.loads(out)
+    assert settings["debug"] is True
+    assert settings["engine"] == "django.db.backends.sqlite3"
+    assert settings["layers"]["default"]["BACKEND"] == (
+        "channels.layers.InMemoryChannelLayer"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("redis://", "redis://"),
+        ("redis://:pass@host", "redis://:pass@host"),
+        (
+            "rediss://:k3y%2Bwith%2Fslash%3D@name.redis.cache.windows.net:6380/0",
+            "rediss://:k3y%2Bwith%2Fslash%3D@name.redis.cache.windows.net:6380/0",
+        ),
+    ],
+)
+def test_redis_urls_give_a_redis_channel_layer(url, address):
+    code, out, err = start(**PRODUCTION, REDIS_URL=url)
+    assert code == 0, err
+    layer = json.loads(out)["layers"]["default"]
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    (host,) = layer["CONFIG"]["hosts"]
+    assert host["address"] == address
+    assert ("ssl_cert_reqs" in host) == url.startswith("rediss://")
