@@ -4,6 +4,7 @@ import uuid
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
 from . import protocol, selectors, services
@@ -12,6 +13,10 @@ from .protocol import ProtocolError
 from .ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
+
+# Failures of what the server depends on: logged as one line with the cause.
+# Anything else is a bug, and its traceback is logged too.
+OUTAGES = (DatabaseError, OSError, TimeoutError)
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -29,6 +34,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.floor = 0
         # Room events that arrive between subscribing and the welcome wait here.
         self.backlog = []
+        # Bytes waiting to be written to this socket, where the server tells.
+        self.send_buffer = self.scope.get("send_buffer")
+        self.send_buffer_max = settings.CHAT_SEND_BUFFER_BYTES
         self.instance = settings.CHAT_INSTANCE_ID
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None)
@@ -53,7 +61,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             else None
         )
         await self.accept()
-        self.log("connect", slug=slug)
+        self.log("connect")
         if room is None:
             await self.refuse(
                 protocol.ROOM_NOT_FOUND,
@@ -71,14 +79,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         self.log("disconnect", code=code)
+        await self.leave_room()
+
+    async def leave_room(self):
         if self.nickname is None:
             return
         await get_hub().detach(self.room.pk, self)
         self.nickname = None
         try:
             await services.leave(connection_id=self.connection_id)
-        except Exception:  # the instance sweep removes the presence later
-            logger.exception("leave_failed conn=%s", self.connection_id)
+        # The instance sweep removes the presence later.
+        except Exception as exc:  # noqa: BLE001 - logged by failed()
+            self.failed("leave_failed", exc)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.room is None:
@@ -90,8 +102,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.handlers[frame.type](frame)
         except ProtocolError as exc:
             await self.send_frame(protocol.error_frame(exc.code, exc.message))
-        except Exception:
-            logger.exception("frame_failed conn=%s", self.connection_id)
+        except Exception as exc:  # noqa: BLE001 - logged by failed()
+            self.failed("frame_failed", exc)
             await self.send_frame(
                 protocol.error_frame(
                     protocol.UNAVAILABLE,
@@ -194,16 +206,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Output -----------------------------------------------------------------
 
-    async def deliver(self, frame, text, close):
-        """A room event from the hub, its JSON already encoded."""
+    async def deliver(self, frame, message, close):
+        """A room event from the hub, as an ASGI message already encoded."""
         if self.backlog is not None:
-            self.backlog.append((frame, text, close))
+            self.backlog.append((frame, message, close))
             return
         if frame["type"] == protocol.MESSAGE and frame["seq"] <= self.floor:
             return
-        await self.send(text_data=text)
+        if self.send_buffer is not None and self.send_buffer() > self.send_buffer_max:
+            await self.drop_slow_reader()
+            return
+        # Straight to the server's send: this runs for every recipient of every
+        # event, and the generic consumer's send adds two calls and a dict.
+        await self.base_send(message)
         if close:
             await self.close(code=close)
+
+    async def drop_slow_reader(self):
+        """Close a socket that stopped reading; it catches up when it reconnects."""
+        self.log("too_slow", level=logging.WARNING, buffered=self.send_buffer())
+        await self.close(code=protocol.CLOSE_TOO_SLOW)
+        await self.leave_room()
 
     async def send_frame(self, frame):
         await self.send(text_data=protocol.encode(frame))
@@ -212,14 +235,28 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send_frame(protocol.error_frame(code, message))
         await self.close(code=close_code)
 
-    def log(self, event, **fields):
+    def log(self, event, level=logging.INFO, exc_info=False, **fields):
+        """One line per event; never the text of a message."""
         extra = " ".join(f"{key}={value}" for key, value in fields.items())
-        room = self.room.slug if self.room else "-"
-        logger.info(
+        if self.room is not None:
+            room = self.room.slug
+        else:  # the room asked for, before (or without) finding it
+            room = self.scope["url_route"]["kwargs"].get("slug") or "-"
+        logger.log(
+            level,
             "%s room=%s instance=%s conn=%s %s",
             event,
             room,
             self.instance,
             self.connection_id,
             extra,
+            exc_info=exc_info,
+        )
+
+    def failed(self, event, exc):
+        self.log(
+            event,
+            logging.ERROR,
+            exc_info=not isinstance(exc, OUTAGES),
+            cause=repr(exc),
         )
