@@ -2,7 +2,8 @@
 Health probes for load balancers and App Service.
 
 /healthz: liveness, the process answers; it touches nothing else.
-/readyz: readiness, a database query and a channel-layer round trip.
+/readyz: readiness, a database query and a channel-layer round trip, each with
+a short timeout; 503 names the dependency that failed.
 
 They are answered by a middleware placed first, before anything checks the Host
 header or redirects to https: probes come from the platform's internal addresses,
@@ -11,12 +12,13 @@ and ALLOWED_HOSTS stays closed to those for the rest of the site.
 
 import asyncio
 import logging
-import time
+import uuid
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.db import connection
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.db import connection, transaction
 from django.http import JsonResponse
+
+from .models import Room
 
 logger = logging.getLogger(__name__)
 
@@ -28,26 +30,44 @@ def healthz(request):
 
 
 def _check_database():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    # A query on a chat table: it also fails when migrations were not applied.
+    # Waiting on a lock (PostgreSQL) or a busy file (SQLite) is cut short; the
+    # connect timeout itself is set with the database settings.
+    timeout_ms = int(CHECK_TIMEOUT_SECONDS * 1000)
+    if connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+            Room.objects.exists()
+    elif connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout")
+            (usual_ms,) = cursor.fetchone()
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            try:
+                Room.objects.exists()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(usual_ms)}")
+    else:
+        Room.objects.exists()
 
 
-async def _layer_round_trip():
-    layer = get_channel_layer()
-    channel = await layer.new_channel(prefix="readyz")
-    token = str(time.monotonic_ns())
-
-    async def round_trip():
+async def _layer_round_trip(layer):
+    async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+        # new_channel() subscribes on the pub/sub layer: the ping cannot be missed.
+        channel = await layer.new_channel(prefix="readyz")
+        token = uuid.uuid4().hex
         await layer.send(channel, {"type": "readyz.ping", "token": token})
         while (await layer.receive(channel)).get("token") != token:
             pass
 
-    await asyncio.wait_for(round_trip(), CHECK_TIMEOUT_SECONDS)
-
 
 def _check_channel_layer():
-    async_to_sync(_layer_round_trip)()
+    # A layer instance and event loop of the probe's own, in this request's
+    # worker thread: channels-redis lets one receive() at a time wait on a layer
+    # instance, and the hub's receive holds the shared instance while it waits
+    # for room events. Closing the loop closes the probe's Redis connections.
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    asyncio.run(_layer_round_trip(layer))
 
 
 CHECKS = {"database": _check_database, "channel_layer": _check_channel_layer}
@@ -80,5 +100,8 @@ class HealthCheckMiddleware:
     def __call__(self, request):
         probe = PROBES.get(request.path_info)
         if probe is not None and request.method in ("GET", "HEAD"):
-            return probe(request)
+            response = probe(request)
+            # A cached answer would hide a change of state.
+            response["Cache-Control"] = "no-store"
+            return response
         return self.get_response(request)
