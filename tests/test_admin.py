@@ -68,6 +68,15 @@ def test_message_list_is_searchable_and_filterable_by_room(admin_client, rooms):
     assertContains(in_test, f"?room__id__exact={general.pk}")
 
 
+def test_message_text_is_shown_as_text(admin_client, rooms):
+    say(rooms, "<script>alert(1)</script> & <b>", nickname="<i>mallory</i>")
+    response = admin_client.get("/admin/chat/message/")
+    assertContains(response, "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;")
+    assertContains(response, "&lt;i&gt;mallory&lt;/i&gt;")
+    assertNotContains(response, "<script>alert(1)")
+    assertNotContains(response, "&amp;lt;")
+
+
 def test_messages_cannot_be_added_in_the_admin(admin_client, rooms):
     assert admin_client.get("/admin/chat/message/add/").status_code == 403
 
