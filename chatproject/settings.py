@@ -207,6 +207,12 @@ def _redis_host(url):
         "health_check_interval": 30,
         "socket_keepalive": True,
         "socket_connect_timeout": 5,
+        # redis-py 8 gives every read a 5 s timeout by default, exactly the 5 s
+        # that channels-redis's receive blocks in BZPOPMIN: an idle receive then
+        # failed with TimeoutError every 5-10 s (and dropped the connection, with
+        # any message popped in that instant). Longer than BZPOPMIN's wait, still
+        # finite so that a dead link is noticed.
+        "socket_timeout": 15,
         "retry_on_timeout": True,
     }
     if parts.scheme == "rediss":
