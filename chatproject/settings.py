@@ -250,6 +250,11 @@ elif REDIS_URL:
                 # (chat/hub.py), so it needs more room than one socket's channel.
                 "capacity": _positive_int("CHAT_LAYER_CAPACITY", 2000),
                 "expiry": 30,
+                # A killed process's hub stays in its rooms' groups, and every event
+                # is still queued for it, until this expiry (a day by default). Live
+                # hubs renew theirs every few seconds (chat/hub.py); the margin
+                # covers clock differences between instances.
+                "group_expiry": 300,
                 "prefix": env.str("CHAT_LAYER_PREFIX", default="chat"),
             },
         }
