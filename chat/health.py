@@ -13,6 +13,8 @@ and ALLOWED_HOSTS stays closed to those for the rest of the site.
 import asyncio
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.db import connection, transaction
@@ -25,30 +27,32 @@ logger = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
+def cause(exc):
+    """
+    An exception as one log line: its class and message. Not repr(): redis-py's
+    exceptions leave their message out of it, and psycopg's messages span lines.
+    """
+    return f"{type(exc).__name__}({' '.join(str(exc).split())!r})"
+
+
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
 def _check_database():
     # A query on a chat table: it also fails when migrations were not applied.
-    # Waiting on a lock (PostgreSQL) or a busy file (SQLite) is cut short; the
-    # connect timeout itself is set with the database settings.
-    timeout_ms = int(CHECK_TIMEOUT_SECONDS * 1000)
-    if connection.vendor == "postgresql":
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
-            Room.objects.exists()
-    elif connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout")
-            (usual_ms,) = cursor.fetchone()
-            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            try:
+    try:
+        if connection.vendor == "postgresql":
+            with transaction.atomic(), connection.cursor() as cursor:
+                # The server stops the query too, rather than run on after the
+                # probe gave up.
+                ms = int(CHECK_TIMEOUT_SECONDS * 1000)
+                cursor.execute(f"SET LOCAL statement_timeout = {ms}")
                 Room.objects.exists()
-            finally:
-                cursor.execute(f"PRAGMA busy_timeout = {int(usual_ms)}")
-    else:
-        Room.objects.exists()
+        else:
+            Room.objects.exists()
+    finally:
+        connection.close()  # this check's thread's own connection
 
 
 async def _layer_round_trip(layer):
@@ -62,10 +66,10 @@ async def _layer_round_trip(layer):
 
 
 def _check_channel_layer():
-    # A layer instance and event loop of the probe's own, in this request's
-    # worker thread: channels-redis lets one receive() at a time wait on a layer
-    # instance, and the hub's receive holds the shared instance while it waits
-    # for room events. Closing the loop closes the probe's Redis connections.
+    # A layer instance and an event loop of the check's own: channels-redis lets
+    # one receive() at a time wait on a layer instance, and the hub's receive
+    # holds the shared one while it waits for room events. Closing the loop
+    # closes the check's Redis connections.
     layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
     asyncio.run(_layer_round_trip(layer))
 
@@ -73,13 +77,29 @@ def _check_channel_layer():
 CHECKS = {"database": _check_database, "channel_layer": _check_channel_layer}
 
 
+def _within_deadline(check):
+    """
+    Run a check in a thread of its own and give up on it after the deadline. A
+    connect can hang for longer than a probe waits: a SQLite file another
+    process holds makes it wait its 20 s busy timeout, a silent PostgreSQL host
+    its connect_timeout. The abandoned thread ends when that wait does.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
+    try:
+        return pool.submit(check).result(timeout=CHECK_TIMEOUT_SECONDS + 0.5)
+    except FuturesTimeout:
+        raise TimeoutError(f"no answer within {CHECK_TIMEOUT_SECONDS} s") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
 def readyz(request):
     results = {}
     for name, check in CHECKS.items():
         try:
-            check()
+            _within_deadline(check)
         except Exception as exc:  # noqa: BLE001 - every failure is "not ready"
-            logger.warning("readyz_failed dependency=%s cause=%r", name, exc)
+            logger.warning("readyz_failed dependency=%s cause=%s", name, cause(exc))
             results[name] = f"failed: {type(exc).__name__}"
         else:
             results[name] = "ok"
