@@ -8,6 +8,7 @@ from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
 from . import protocol, selectors, services
+from .health import cause
 from .hub import get_hub
 from .protocol import ProtocolError
 from .ratelimit import TokenBucket
@@ -241,5 +242,5 @@ class RoomConsumer(AsyncWebsocketConsumer):
             event,
             logging.ERROR,
             exc_info=not isinstance(exc, OUTAGES),
-            cause=repr(exc),
+            cause=cause(exc),
         )

@@ -14,6 +14,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from .health import cause
+
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "room.event"
@@ -45,7 +47,10 @@ async def room_send(room_id, frame, *, exclude=None, close=None):
         )
     except Exception as exc:  # noqa: BLE001 - any layer failure is survivable
         logger.warning(
-            "layer_send_failed room=%s type=%s cause=%r", room_id, frame["type"], exc
+            "layer_send_failed room=%s type=%s cause=%s",
+            room_id,
+            frame["type"],
+            cause(exc),
         )
         return False
     return True

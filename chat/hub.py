@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import events, protocol, services
+from .health import cause
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ class Hub:
         try:
             await self.layer.group_add(events.group_name(room_id), self.channel)
         except Exception as exc:  # noqa: BLE001 - retried by _refresh_groups
-            logger.warning("layer_group_add_failed room=%s cause=%r", room_id, exc)
+            logger.warning(
+                "layer_group_add_failed room=%s cause=%s", room_id, cause(exc)
+            )
 
     async def _read(self):
         while True:
@@ -114,7 +117,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the layer comes back
-                logger.warning("layer_receive_failed cause=%r", exc)
+                logger.warning("layer_receive_failed cause=%s", cause(exc))
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             try:
@@ -150,7 +153,7 @@ class Hub:
                 departures = await database_sync_to_async(services.instances_sweep)()
             except Exception as exc:  # noqa: BLE001 - the database comes back
                 logger.warning(
-                    "heartbeat_failed instance=%s cause=%r", self.instance, exc
+                    "heartbeat_failed instance=%s cause=%s", self.instance, cause(exc)
                 )
                 continue
             for departure in departures:
