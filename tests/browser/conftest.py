@@ -1,0 +1,169 @@
+"""
+Headless Debian Chromium against a real Daphne process (tests/processes.py).
+
+The server runs as in production: DEBUG off, WhiteNoise serving the hashed static
+files, secure session cookies. Chromium keeps and sends those on
+http://127.0.0.1, which it counts as a trustworthy origin, so the room page works
+over plain http here without any setting for tests.
+"""
+
+import shutil
+import time
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from ..processes import Daphne, server_env, shared_database, static_env
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# How long any Playwright wait lasts before the test fails.
+WAIT_MS = 8000
+expect.set_options(timeout=WAIT_MS)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_hub_and_layer():
+    """The chat runs in the Daphne process here, not in the test's."""
+    yield
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def database(chromium, tmp_path_factory):
+    with shared_database(tmp_path_factory) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def server(database, tmp_path_factory, _collected_static):
+    daphne = Daphne(
+        "browser",
+        tmp_path_factory.mktemp("browser"),
+        server_env(database, "", **static_env()),
+    )
+    try:
+        daphne.start()
+        yield daphne
+    finally:
+        daphne.stop()
+
+
+@pytest.fixture
+def running_server(server):
+    """The server, started again if a test left it stopped."""
+    if not server.alive:
+        server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def write_messages(database, slug, texts_by_seq, nickname="old"):
+    """Messages written straight into the room, as another instance would; the
+    room's last_seq moves to the highest seq. A seq left out is one that a
+    moderator deleted."""
+    room_id = database.query("SELECT id FROM chat_room WHERE slug = %s", (slug,))
+    room_id = room_id[0][0]
+    now = time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime())
+    for seq, text in texts_by_seq.items():
+        database.query(
+            "INSERT INTO chat_message "
+            "(room_id, seq, nickname, text, created, client_id, visitor) "
+            "VALUES (%s, %s, %s, %s, %s, '', '')",
+            (room_id, seq, nickname, text, now),
+        )
+    database.query(
+        "UPDATE chat_room SET last_seq = %s WHERE id = %s",
+        (max(texts_by_seq), room_id),
+    )
+
+
+@pytest.fixture
+def make_room(database):
+    """A room of this test's own (nobody else's people in it), with `messages`
+    old messages; archived after they were written, as a moderator would."""
+
+    def make(name, *, messages=0, archived=False):
+        slug = f"{name.lower().replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
+        database.create_room(slug, name)
+        if messages:
+            texts = {seq: f"{name} #{seq}" for seq in range(1, messages + 1)}
+            write_messages(database, slug, texts)
+        if archived:
+            database.query(
+                "UPDATE chat_room SET archived = %s WHERE slug = %s", (True, slug)
+            )
+        return slug
+
+    return make
+
+
+class Pages:
+    """Browser pages, each in a context of its own: its own cookies, so its own
+    visitor, as two people on two machines."""
+
+    def __init__(self, browser, server):
+        self.browser = browser
+        self.server = server
+        self.contexts = []
+        # Every dialog and uncaught error on any page: injected script shows here.
+        self.dialogs = []
+        self.errors = []
+
+    def open(self, path, *, fake_clock=False, **context_options):
+        """A page at `path`; with fake_clock its timers run only when the test
+        moves the clock (page.clock.run_for)."""
+        context = self.browser.new_context(**context_options)
+        context.set_default_timeout(WAIT_MS)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        if fake_clock:
+            page.clock.install()
+        page.goto(f"{self.server.http}{path}")
+        return page
+
+    def _dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def close(self):
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def pages(browser, running_server):
+    log_start = len(running_server.log())
+    pages = Pages(browser, running_server)
+    yield pages
+    pages.close()
+    # pytest shows this only for a failed test.
+    print(running_server.log()[log_start:][-5000:])
+    assert pages.errors == [], pages.errors
