@@ -284,7 +284,12 @@ const handlers = {
     attempts = 0;
     $("login").hidden = true;
     composer.hidden = false;
-    input.focus();
+    if (!everJoined) input.focus();
+    if (cursor !== null && frame.last_seq < cursor) {
+      // The room was made anew under the same name: its seqs start over.
+      cursor = frame.last_seq;
+      early.clear();
+    }
     if (cursor === null) {
       // The first page starts at its first message; older ones are a click away.
       const first = frame.history[0];
@@ -437,6 +442,13 @@ function scheduleReconnect() {
   reconnectTimer = setTimeout(connect, base * (0.5 + Math.random()));
 }
 
+// Back online after a network change: try now rather than at the end of a wait.
+window.addEventListener("online", () => {
+  if (reconnectTimer === null) return;
+  clearTimeout(reconnectTimer);
+  connect();
+});
+
 function startPing() {
   stopPing();
   pingTimer = setInterval(() => {
@@ -498,8 +510,8 @@ composer.addEventListener("submit", (event) => {
   element.classList.add("pending");
   append(element, { follow: true });
   pending.set(clientId, { text, element });
-  // Away, it waits in `pending` and goes with the next welcome.
-  send({ type: "message", text, client_id: clientId });
+  // Away (or rejoining), it waits in `pending` and goes after the next welcome.
+  if (joined) send({ type: "message", text, client_id: clientId });
   input.value = "";
 });
 
