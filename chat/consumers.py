@@ -35,6 +35,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.floor = 0
         # Room events that arrive between subscribing and the welcome wait here.
         self.backlog = []
+        # Bytes waiting to be written to this socket, where the server tells.
+        self.send_buffer = self.scope.get("send_buffer")
+        self.send_buffer_max = settings.CHAT_SEND_BUFFER_BYTES
         self.instance = settings.CHAT_INSTANCE_ID
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None)
@@ -77,6 +80,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         self.log("disconnect", code=code)
+        await self.leave_room()
+
+    async def leave_room(self):
         if self.nickname is None:
             return
         await get_hub().detach(self.room.pk, self)
@@ -201,16 +207,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Output -----------------------------------------------------------------
 
-    async def deliver(self, frame, text, close):
-        """A room event from the hub, its JSON already encoded."""
+    async def deliver(self, frame, message, close):
+        """A room event from the hub, as an ASGI message already encoded."""
         if self.backlog is not None:
-            self.backlog.append((frame, text, close))
+            self.backlog.append((frame, message, close))
             return
         if frame["type"] == protocol.MESSAGE and frame["seq"] <= self.floor:
             return
-        await self.send(text_data=text)
+        if self.send_buffer is not None and self.send_buffer() > self.send_buffer_max:
+            await self.drop_slow_reader()
+            return
+        # Straight to the server's send: this runs for every recipient of every
+        # event, and the generic consumer's send adds two calls and a dict.
+        await self.base_send(message)
         if close:
             await self.close(code=close)
+
+    async def drop_slow_reader(self):
+        """Close a socket that stopped reading; it catches up when it reconnects."""
+        self.log("too_slow", level=logging.WARNING, buffered=self.send_buffer())
+        await self.close(code=protocol.CLOSE_TOO_SLOW)
+        await self.leave_room()
 
     async def send_frame(self, frame):
         await self.send(text_data=protocol.encode(frame))

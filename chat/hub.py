@@ -130,12 +130,14 @@ class Hub:
         if not local:
             return
         frame = event["frame"]
-        text = protocol.encode(frame)
+        # Encoded once, and one ASGI message shared by every local socket: the
+        # servers only read it.
+        message = {"type": "websocket.send", "text": protocol.encode(frame)}
         exclude = event.get("exclude")
         close = event.get("close")
         for consumer in list(local):
             if consumer.connection_id != exclude:
-                await consumer.deliver(frame, text, close)
+                await consumer.deliver(frame, message, close)
 
     async def _refresh_groups(self):
         while True:
@@ -147,10 +149,15 @@ class Hub:
         while True:
             await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
             try:
-                await database_sync_to_async(services.instance_heartbeat)(
-                    instance=self.instance
-                )
-                departures = await database_sync_to_async(services.instances_sweep)()
+                # Not in the shared database thread: behind a queue of joins and
+                # leaves (hundreds of sockets closing at once) the beat came late,
+                # and another instance reaped this live one with all its users.
+                await database_sync_to_async(
+                    services.instance_heartbeat, thread_sensitive=False
+                )(instance=self.instance)
+                departures = await database_sync_to_async(
+                    services.instances_sweep, thread_sensitive=False
+                )()
             except Exception as exc:  # noqa: BLE001 - the database comes back
                 logger.warning(
                     "heartbeat_failed instance=%s cause=%s", self.instance, cause(exc)

@@ -165,9 +165,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = _typed("CONN_MAX_AGE", env.int, 60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+# Connections are kept between requests and socket events: opening one for every
+# event cost more than the event's own query (measured with bench/run.py).
+DATABASES["default"]["CONN_MAX_AGE"] = _typed("CONN_MAX_AGE", env.int, 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in memory for one process, Redis for several.
@@ -323,6 +325,9 @@ CHAT_RATE_BURST = _positive_int("CHAT_RATE_BURST", 10)
 CHAT_RATE_PER_SECOND = _positive_float("CHAT_RATE_PER_SECOND", 2.0)
 CHAT_HISTORY_LIMIT = _positive_int("CHAT_HISTORY_LIMIT", 50)
 CHAT_CATCH_UP_LIMIT = _positive_int("CHAT_CATCH_UP_LIMIT", 500)
+# A socket with more than this waiting to be sent has stopped reading; it is closed
+# (4408) and catches up when it reconnects (chat/transport.py).
+CHAT_SEND_BUFFER_BYTES = _positive_int("CHAT_SEND_BUFFER_BYTES", 1024 * 1024)
 # An instance that has not written its heartbeat for this long is taken for dead,
 # and its connections leave the rooms' presence.
 CHAT_HEARTBEAT_SECONDS = _positive_float("CHAT_HEARTBEAT_SECONDS", 10.0)

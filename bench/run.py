@@ -1,0 +1,228 @@
+"""
+Fan-out benchmark: N WebSocket clients over several server instances and one Redis,
+all in one room; S senders at R messages/s in total for T seconds.
+
+    .venv/bin/python bench/run.py --clients 1000 --rate 10 --duration 20
+
+It starts its own redis-server and server processes on free loopback ports, with a
+throwaway SQLite database (or a throwaway PostgreSQL database when DATABASE_URL is
+set), and stops them by PID when done. See docs/benchmarks.md.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import websockets
+from servers import Cluster, cpu_seconds, rss_bytes
+
+SEQ = re.compile(rb'"seq":(\d+)')
+SENT_AT = re.compile(rb'"text":"t(\d+)')
+
+
+class Receiver:
+    """One client: joins, then counts every message frame by seq."""
+
+    def __init__(self, index, url, origin, stats):
+        self.index = index
+        self.url = url
+        self.origin = origin
+        self.stats = stats
+        self.seen = {}
+        self.ws = None
+        self.ready = asyncio.Event()
+        self.task = None
+
+    async def run(self):
+        async with websockets.connect(
+            self.url,
+            origin=self.origin,
+            max_queue=None,
+            ping_interval=None,
+            compression=None,
+            open_timeout=60,
+        ) as ws:
+            self.ws = ws
+            join = {"type": "join", "nickname": f"b{self.index}", "last_seq": 0}
+            await ws.send(json.dumps(join))
+            async for raw in ws:
+                data = raw.encode() if isinstance(raw, str) else raw
+                if data.startswith(b'{"type":"message"'):
+                    now = time.time_ns()
+                    seq = int(SEQ.search(data).group(1))
+                    self.seen[seq] = self.seen.get(seq, 0) + 1
+                    sent = SENT_AT.search(data)
+                    if sent:
+                        self.stats.latencies.append((now - int(sent.group(1))) / 1e6)
+                elif data.startswith(b'{"type":"welcome"'):
+                    self.ready.set()
+
+
+class Stats:
+    def __init__(self):
+        self.latencies = []
+
+
+def percentile(values, fraction):
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def connect_all(cluster, count, stats, concurrency=50):
+    receivers = []
+    gate = asyncio.Semaphore(concurrency)
+    urls = cluster.ws_urls("general")
+
+    async def start(receiver):
+        async with gate:
+            receiver.task = asyncio.create_task(receiver.run())
+            await asyncio.wait_for(receiver.ready.wait(), 60)
+
+    for index in range(count):
+        url, origin = urls[index % len(urls)]
+        receivers.append(Receiver(index, url, origin, stats))
+    await asyncio.gather(*(start(r) for r in receivers))
+    return receivers
+
+
+async def settle(pids, timeout=300, quiet=0.05):
+    """Wait until the servers are idle: the join storm (N² joined lines) is over."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        await asyncio.sleep(1)
+        if sum(cpu_seconds(pid) for pid in pids) - before < quiet * len(pids):
+            return True
+    return False
+
+
+async def send_load(senders, rate, duration):
+    """Send `rate` messages/s in total, spread over the senders, for `duration` s."""
+    interval = 1.0 / rate
+    sent = 0
+    start = time.monotonic()
+    deadline = start + duration
+    while time.monotonic() < deadline:
+        target = int((time.monotonic() - start) * rate) + 1
+        while sent < target:
+            sender = senders[sent % len(senders)]
+            text = f"t{time.time_ns()}"
+            await sender.ws.send(
+                json.dumps({"type": "message", "text": text, "client_id": f"c{sent}"})
+            )
+            sent += 1
+        await asyncio.sleep(min(interval, 0.005))
+    return sent, time.monotonic() - start
+
+
+async def wait_drained(receivers, expected_each, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(len(r.seen) >= expected_each for r in receivers):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def measure(args):
+    stats = Stats()
+    async with Cluster(
+        instances=args.instances,
+        server=args.server,
+        layer=args.layer,
+        extra_env={"CHAT_RATE_BURST": "100000", "CHAT_RATE_PER_SECOND": "100000"},
+    ) as cluster:
+        receivers = await connect_all(cluster, args.clients, stats)
+        await settle(cluster.server_pids())
+        rss_connected = sum(rss_bytes(pid) for pid in cluster.server_pids())
+        senders = receivers[: args.senders]
+        pids = cluster.server_pids()
+        print(f"measuring: server pids {pids}", file=sys.stderr, flush=True)
+        cpu_before = sum(cpu_seconds(pid) for pid in cluster.server_pids())
+        redis_before = cpu_seconds(cluster.redis_pid)
+        sent, elapsed = await send_load(senders, args.rate, args.duration)
+        drained = await wait_drained(receivers, sent, timeout=10)
+        cpu_after = sum(cpu_seconds(pid) for pid in cluster.server_pids())
+        redis_after = cpu_seconds(cluster.redis_pid)
+        rss_idle = cluster.baseline_rss
+        for receiver in receivers:
+            receiver.task.cancel()
+        await asyncio.gather(*(r.task for r in receivers), return_exceptions=True)
+
+    expected = sent * len(receivers)
+    actual = sum(sum(r.seen.values()) for r in receivers)
+    unique = sum(len(r.seen) for r in receivers)
+    duplicates = actual - unique
+    lost = expected - unique
+    server_cpu = cpu_after - cpu_before
+    lat = stats.latencies
+    result = {
+        "server": args.server,
+        "layer": args.layer,
+        "instances": args.instances,
+        "clients": len(receivers),
+        "senders": len(senders),
+        "rate": args.rate,
+        "duration_s": round(elapsed, 1),
+        "sent": sent,
+        "expected_deliveries": expected,
+        "actual_deliveries": actual,
+        "lost": lost,
+        "duplicates": duplicates,
+        "drained": drained,
+        "deliveries_per_s": round(unique / elapsed),
+        "latency_ms": {
+            "p50": round(percentile(lat, 0.50), 1),
+            "p95": round(percentile(lat, 0.95), 1),
+            "p99": round(percentile(lat, 0.99), 1),
+            "max": round(max(lat), 1) if lat else None,
+            "mean": round(statistics.fmean(lat), 1) if lat else None,
+        },
+        "server_cpu_s_per_1000": round(server_cpu / max(unique, 1) * 1000, 4),
+        "redis_cpu_s_per_1000": round(
+            (redis_after - redis_before) / max(unique, 1) * 1000, 4
+        ),
+        "rss_kib_per_connection": round(
+            (rss_connected - rss_idle) / len(receivers) / 1024, 1
+        ),
+    }
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--senders", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=10.0, help="messages/s in total")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds")
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
+    parser.add_argument("--layer", choices=["core", "pubsub"], default="core")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args()
+    if args.senders > args.clients:
+        parser.error("--senders cannot exceed --clients")
+    with contextlib.suppress(KeyboardInterrupt):
+        result = asyncio.run(measure(args))
+        if args.json:
+            print(json.dumps(result))
+        else:
+            for key, value in result.items():
+                print(f"{key:>26}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
