@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from . import protocol, selectors, services
 from .health import cause
-from .hub import get_hub
+from .hub import Batch, get_hub
 from .protocol import ProtocolError
 from .ratelimit import TokenBucket
 
@@ -35,8 +35,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.floor = 0
         # Room events that arrive between subscribing and the welcome wait here.
         self.backlog = []
-        # Bytes waiting to be written to this socket, where the server tells.
-        self.send_buffer = self.scope.get("send_buffer")
+        # The server's connection, where it can be seen (chat/transport.py).
+        self.socket = self.scope.get("socket")
         self.send_buffer_max = settings.CHAT_SEND_BUFFER_BYTES
         self.instance = settings.CHAT_INSTANCE_ID
         session = self.scope.get("session")
@@ -159,8 +159,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.nickname = presence.nickname
         backlog, self.backlog = self.backlog, None
-        for event in backlog:
-            await self.deliver(*event)
+        if backlog:
+            await self.deliver(Batch(backlog))
         self.log("join", arrived=presence.arrived)
 
     def _welcome_history(self, last_seq):
@@ -207,25 +207,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Output -----------------------------------------------------------------
 
-    async def deliver(self, frame, message, close):
-        """A room event from the hub, as an ASGI message already encoded."""
+    async def deliver(self, batch):
+        """Room events from the hub (chat/hub.py), already encoded."""
         if self.backlog is not None:
-            self.backlog.append((frame, message, close))
+            self.backlog.extend(batch.events)
             return
-        if frame["type"] == protocol.MESSAGE and frame["seq"] <= self.floor:
+        events = batch.wanted_by(self.connection_id, self.floor)
+        if not events:
             return
-        if self.send_buffer is not None and self.send_buffer() > self.send_buffer_max:
+        socket = self.socket
+        if socket is not None and socket.buffered() > self.send_buffer_max:
             await self.drop_slow_reader()
             return
-        # Straight to the server's send: this runs for every recipient of every
-        # event, and the generic consumer's send adds two calls and a dict.
-        await self.base_send(message)
-        if close:
-            await self.close(code=close)
+        if socket is not None and socket.writable():
+            socket.write(
+                batch.data
+                if events is batch.events
+                else b"".join(e.data for e in events)
+            )
+        else:
+            for event in events:
+                await self.base_send(event.message)
+        for event in events:
+            if event.close:
+                await self.close(code=event.close)
+                return
 
     async def drop_slow_reader(self):
         """Close a socket that stopped reading; it catches up when it reconnects."""
-        self.log("too_slow", level=logging.WARNING, buffered=self.send_buffer())
+        self.log("too_slow", level=logging.WARNING, buffered=self.socket.buffered())
         await self.close(code=protocol.CLOSE_TOO_SLOW)
         await self.leave_room()
 

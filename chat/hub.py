@@ -8,6 +8,10 @@ every event) per recipient. The hub receives each event once per process,
 encodes its JSON once, and writes it to every local socket of the room; the
 fan-out path never touches the database.
 
+Events that come together (within FLUSH_SECONDS of the room's last write) go out
+together: one write per socket for the lot, when the server lets the hub write
+pre-framed bytes (chat/transport.py).
+
 The hub also keeps the process's heartbeat in the database, and sweeps the
 presence of instances that stopped beating (killed, or cut off).
 """
@@ -23,6 +27,7 @@ from django.conf import settings
 
 from . import events, protocol, services
 from .health import cause
+from .transport import text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +36,10 @@ logger = logging.getLogger(__name__)
 # such a restart.
 GROUP_REFRESH_SECONDS = 2.0
 RETRY_SECONDS = 0.5
+# After writing a room's events, the hub gathers the next ones for this long.
+# Idle rooms pay nothing (the first event goes at once); busy ones get several
+# events per socket write.
+FLUSH_SECONDS = 0.005
 
 _hubs = weakref.WeakKeyDictionary()
 
@@ -44,12 +53,67 @@ def get_hub():
     return hub
 
 
+class Event:
+    """One room event, encoded once for every local socket."""
+
+    __slots__ = ("_data", "close", "exclude", "frame", "message", "seq")
+
+    def __init__(self, event):
+        self.frame = event["frame"]
+        self.exclude = event.get("exclude")
+        self.close = event.get("close")
+        is_message = self.frame["type"] == protocol.MESSAGE
+        self.seq = self.frame["seq"] if is_message else None
+        # One ASGI message shared by every socket: the servers only read it.
+        self.message = {"type": "websocket.send", "text": protocol.encode(self.frame)}
+        self._data = None
+
+    @property
+    def data(self):
+        """The event as a WebSocket frame, for sockets written directly."""
+        if self._data is None:
+            self._data = text_frame(self.message["text"])
+        return self._data
+
+
+class Batch:
+    """The events of one room written together."""
+
+    def __init__(self, events):
+        self.events = events
+        self.excludes = {e.exclude for e in events if e.exclude}
+        seqs = [e.seq for e in events if e.seq is not None]
+        self.min_seq = min(seqs) if seqs else None
+        self._data = None
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = b"".join(e.data for e in self.events)
+        return self._data
+
+    def wanted_by(self, connection_id, floor):
+        """The events for one socket: all of them, but its own echoes and the
+        messages it already has (seq up to `floor`)."""
+        if connection_id not in self.excludes and (
+            self.min_seq is None or self.min_seq > floor
+        ):
+            return self.events
+        return [
+            e
+            for e in self.events
+            if e.exclude != connection_id and (e.seq is None or e.seq > floor)
+        ]
+
+
 class Hub:
     def __init__(self):
         self.layer = get_channel_layer()
         self.instance = settings.CHAT_INSTANCE_ID
         self.rooms = {}
         self.channel = None
+        self.pending = {}
+        self._wake = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._tasks = []
 
@@ -63,6 +127,7 @@ class Hub:
             self.channel = await self.layer.new_channel(prefix="hub")
             self._tasks = [
                 asyncio.create_task(self._read(), name="hub-read"),
+                asyncio.create_task(self._flush(), name="hub-flush"),
                 asyncio.create_task(self._refresh_groups(), name="hub-groups"),
                 asyncio.create_task(self._beat(), name="hub-beat"),
             ]
@@ -120,24 +185,33 @@ class Hub:
                 logger.warning("layer_receive_failed cause=%s", cause(exc))
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            try:
-                await self.dispatch(event)
-            except Exception:
-                logger.exception("hub_dispatch_failed")
+            self.dispatch(event)
 
-    async def dispatch(self, event):
-        local = self.rooms.get(event.get("room"))
-        if not local:
+    def dispatch(self, event):
+        """Queue a room event for the room's local sockets."""
+        room_id = event.get("room")
+        if room_id not in self.rooms:
             return
-        frame = event["frame"]
-        # Encoded once, and one ASGI message shared by every local socket: the
-        # servers only read it.
-        message = {"type": "websocket.send", "text": protocol.encode(frame)}
-        exclude = event.get("exclude")
-        close = event.get("close")
-        for consumer in list(local):
-            if consumer.connection_id != exclude:
-                await consumer.deliver(frame, message, close)
+        try:
+            self.pending.setdefault(room_id, []).append(Event(event))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            logger.warning("hub_bad_event room=%s", room_id)
+            return
+        self._wake.set()
+
+    async def _flush(self):
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self.pending = self.pending, {}
+            for room_id, room_events in pending.items():
+                batch = Batch(room_events)
+                for consumer in list(self.rooms.get(room_id, ())):
+                    try:
+                        await consumer.deliver(batch)
+                    except Exception:
+                        logger.exception("hub_deliver_failed room=%s", room_id)
+            await asyncio.sleep(FLUSH_SECONDS)
 
     async def _refresh_groups(self):
         while True:

@@ -1,63 +1,115 @@
 """
-How many bytes a WebSocket has waiting to go out on the network.
+A view of each WebSocket's own connection, for the two servers the project
+supports (Daphne and uvicorn), which ASGI does not give.
 
-ASGI gives an application no view of this, and neither supported server bounds it
-for us: Daphne (Twisted) buffers without limit, and uvicorn makes ``send`` wait
-while its buffer is over the high-water mark, which would hold up every other
-socket of the room behind one that stopped reading. So a client that stops
-reading (a dead network, a stuck bot) would either grow the server's memory or
-slow everybody down.
+What for:
 
-This middleware reads the figure from the server's own transport, for the two
-servers the project supports, and puts a function returning it in the scope as
-``send_buffer``; the consumer disconnects a socket whose buffer is past
-CHAT_SEND_BUFFER_BYTES (close code 4408). Under another server (or the test
-communicator) the function is missing and nothing is refused.
+1. How many bytes wait to go out. Neither server bounds it for us: Daphne
+   (Twisted) buffers without limit, and uvicorn makes ``send`` wait while its
+   buffer is over the high-water mark, which would hold up every other socket of
+   the room behind one that stopped reading. The consumer closes a socket whose
+   buffer is past CHAT_SEND_BUFFER_BYTES (close code 4408).
+
+2. Writing pre-framed bytes. A frame from the server is the same bytes for every
+   recipient (no mask, and no compression on these connections), so the hub
+   frames each event once and writes the bytes to every local socket, several
+   events in one write when they come together. Through ASGI each recipient costs
+   a call chain and its own framing: bench/run.py measured the difference (see
+   docs/benchmarks.md).
+
+The middleware puts a ``Socket`` in the scope as ``socket``, or None under any
+other server (or the test communicator): then the consumer sends through ASGI
+and knows nothing of buffers.
 """
 
 import functools
 
 from django.conf import settings
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 
-def _daphne_transport(send):
+def text_frame(text):
+    """One unmasked, uncompressed text frame, as a server sends it."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+class TwistedSocket:
+    """Daphne: an autobahn protocol over a Twisted TCP transport."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.transport = protocol.transport
+
+    def buffered(self):
+        transport = self.transport
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    def writable(self):
+        # Open, no per-message compression negotiated, and nothing of autobahn's
+        # own queued ahead (Daphne never queues; checked so order is kept).
+        protocol = self.protocol
+        return (
+            protocol.state == protocol.STATE_OPEN
+            and protocol._perMessageCompress is None
+            and not protocol.send_queue
+        )
+
+    def write(self, data):
+        self.transport.write(data)
+
+
+class AsyncioSocket:
+    """uvicorn: a protocol over an asyncio transport."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.transport = protocol.transport
+        # Let uvicorn's own send wait only well past the point where the
+        # consumer has closed the socket, so no send stalls the fan-out.
+        self.transport.set_write_buffer_limits(high=settings.CHAT_SEND_BUFFER_BYTES * 4)
+        # The sans-I/O implementation exposes its connection state; the others
+        # only get the buffer check.
+        self.connection = getattr(protocol, "conn", None)
+        if not hasattr(self.connection, "extensions"):
+            self.connection = None
+
+    def buffered(self):
+        return self.transport.get_write_buffer_size()
+
+    def writable(self):
+        connection = self.connection
+        return (
+            connection is not None
+            and connection.state is State.OPEN
+            and not connection.extensions
+            and not self.transport.is_closing()
+        )
+
+    def write(self, data):
+        self.transport.write(data)
+
+
+def socket_for(send):
+    """The Socket behind an ASGI `send` callable, or None for an unknown server."""
     # Daphne hands each connection functools.partial(Server.handle_reply, protocol).
     if isinstance(send, functools.partial) and send.args:
-        transport = getattr(send.args[0], "transport", None)
-        if hasattr(transport, "dataBuffer") and hasattr(transport, "_tempDataLen"):
-            return transport
-    return None
-
-
-def _asyncio_transport(send):
+        protocol = send.args[0]
+        transport = getattr(protocol, "transport", None)
+        if hasattr(transport, "dataBuffer") and hasattr(protocol, "send_queue"):
+            return TwistedSocket(protocol)
     # uvicorn's send is a bound method of its protocol, which holds the transport.
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if hasattr(transport, "get_write_buffer_size"):
-        return transport
+    protocol = getattr(send, "__self__", None)
+    if hasattr(getattr(protocol, "transport", None), "get_write_buffer_size"):
+        return AsyncioSocket(protocol)
     return None
 
 
-def send_buffer_probe(send):
-    """A function returning the bytes buffered for the socket behind `send`, or None."""
-    twisted = _daphne_transport(send)
-    if twisted is not None:
-        return lambda: (
-            len(twisted.dataBuffer) - twisted.offset + twisted._tempDataLen
-        )
-    transport = _asyncio_transport(send)
-    if transport is not None:
-        # Let uvicorn's send wait only past the point where the consumer has
-        # already disconnected the socket, so a send never stalls the fan-out.
-        transport.set_write_buffer_limits(high=settings.CHAT_SEND_BUFFER_BYTES * 4)
-        return transport.get_write_buffer_size
-    return None
-
-
-class SendBufferMiddleware:
+class SocketMiddleware:
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket":
-            scope = dict(scope, send_buffer=send_buffer_probe(send))
+            scope = dict(scope, socket=socket_for(send))
         return await self.inner(scope, receive, send)

@@ -17,13 +17,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from chat.transport import SendBufferMiddleware  # noqa: E402
+from chat.transport import SocketMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Outermost, so that it sees the server's own send callable.
-        "websocket": SendBufferMiddleware(
+        "websocket": SocketMiddleware(
             AllowedHostsOriginValidator(
                 AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
             )
