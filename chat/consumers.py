@@ -233,6 +233,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close(code=event.close)
                 return
 
+    async def restore_presence(self):
+        """Record this socket's presence again after the instance was reaped."""
+        if self.nickname is None:
+            return
+        try:
+            await services.join(
+                room=self.room,
+                nickname=self.nickname,
+                visitor=self.visitor,
+                user=self.user,
+                connection_id=self.connection_id,
+                instance=self.instance,
+            )
+        except ProtocolError as exc:
+            # Someone else took the nickname meanwhile: this socket must rejoin.
+            await self.send_frame(protocol.error_frame(exc.code, exc.message))
+            await self.close(code=1012)
+            await self.leave_room()
+
     async def drop_slow_reader(self):
         """Close a socket that stopped reading; it catches up when it reconnects."""
         self.log("too_slow", level=logging.WARNING, buffered=self.socket.buffered())

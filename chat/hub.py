@@ -17,6 +17,7 @@ presence of instances that stopped beating (killed, or cut off).
 """
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import weakref
@@ -51,6 +52,26 @@ def get_hub():
     if hub is None:
         hub = _hubs[loop] = Hub()
     return hub
+
+
+def _remove_at_exit(instance):
+    """
+    Daphne stops without closing its sockets through the application, so no
+    consumer leaves its room: take the instance's presence out as the process
+    exits, and tell the rooms (best effort; otherwise the other instances' sweep
+    does it after CHAT_INSTANCE_TIMEOUT_SECONDS).
+    """
+    try:
+        departures = services.instance_remove(instance=instance)
+
+        async def announce():
+            for departure in departures:
+                await services.announce_departure(departure)
+
+        if departures:
+            asyncio.run(asyncio.wait_for(announce(), 2))
+    except Exception as exc:  # noqa: BLE001 - the process is going anyway
+        logger.warning("instance_remove_failed instance=%s cause=%s", instance, exc)
 
 
 class Event:
@@ -131,10 +152,12 @@ class Hub:
                 asyncio.create_task(self._refresh_groups(), name="hub-groups"),
                 asyncio.create_task(self._beat(), name="hub-beat"),
             ]
+            atexit.register(_remove_at_exit, self.instance)
             logger.info("hub_started instance=%s", self.instance)
 
     async def close(self):
         """Stop the hub's tasks and take the instance's presence out at once."""
+        atexit.unregister(_remove_at_exit)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -226,7 +249,7 @@ class Hub:
                 # Not in the shared database thread: behind a queue of joins and
                 # leaves (hundreds of sockets closing at once) the beat came late,
                 # and another instance reaped this live one with all its users.
-                await database_sync_to_async(
+                reaped = await database_sync_to_async(
                     services.instance_heartbeat, thread_sensitive=False
                 )(instance=self.instance)
                 departures = await database_sync_to_async(
@@ -239,3 +262,10 @@ class Hub:
                 continue
             for departure in departures:
                 await services.announce_departure(departure)
+            if reaped:
+                # Taken for dead (the database was out of reach for too long):
+                # this instance's sockets are still here, so put them back.
+                logger.warning("instance_restored instance=%s", self.instance)
+                for local in list(self.rooms.values()):
+                    for consumer in list(local):
+                        await consumer.restore_presence()

@@ -34,9 +34,12 @@ def visitor_key(secret):
 
 
 def instance_heartbeat(*, instance):
-    Instance.objects.update_or_create(
+    """Record that the instance is alive; True when its row had to be made anew
+    (the first beat, or after others took it for dead and reaped it)."""
+    _instance, created = Instance.objects.update_or_create(
         name=instance, defaults={"heartbeat": timezone.now()}
     )
+    return created
 
 
 def instance_remove(*, instance):

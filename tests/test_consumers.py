@@ -361,3 +361,24 @@ async def test_dead_instance_ghosts_are_swept_and_announced(
     assert (await alice.expect("left", nickname="ghost"))["participants"] == 2
     # A second sweep (another instance's) finds nothing left to announce.
     assert await database_sync_to_async(services.instances_sweep)() == []
+
+
+async def test_instance_taken_for_dead_puts_its_sockets_back(
+    joined, make_client, settings
+):
+    settings.CHAT_HEARTBEAT_SECONDS = 0.05
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined", nickname="bob")
+    # Another instance reaped this one (as after a long database outage).
+    departures = await database_sync_to_async(services.instance_remove)(
+        instance=settings.CHAT_INSTANCE_ID
+    )
+    for departure in departures:
+        await services.announce_departure(departure)
+    await bob.expect("left", nickname="alice")
+    # The next heartbeat finds the row gone and records the sockets again.
+    await bob.expect("joined", nickname="alice", participants=2)
+    carol = await make_client()
+    welcome = await carol.join("carol")
+    assert welcome["users"] == ["alice", "bob", "carol"]
