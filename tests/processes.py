@@ -492,6 +492,7 @@ class ChatClient:
         self.messages = {}
         self.cursor = None
         self.pending = {}
+        self.resent = set()
         self._client_ids = itertools.count(1)
         # Seqs of live frames on the current socket: a repeat is a server bug.
         self.socket_seqs = set()
@@ -530,6 +531,7 @@ class ChatClient:
         self.participants = welcome["participants"]
         self.users = set(welcome["users"])
         for client_id, text in list(self.pending.items()):
+            self.resent.add(client_id)
             await self.send({"type": "message", "text": text, "client_id": client_id})
         return welcome
 
@@ -620,7 +622,9 @@ class ChatClient:
     def _message(self, frame, live):
         seq = frame["seq"]
         if live:
-            if seq in self.socket_seqs:
+            # A resend is answered with the saved copy even when the original
+            # already came live on this socket: that one is not a repeat.
+            if seq in self.socket_seqs and frame.get("client_id") not in self.resent:
                 self.repeated_frames += 1
             self.socket_seqs.add(seq)
             sent_at = _sent_at(frame["text"])
@@ -674,16 +678,9 @@ class ChatClient:
                     f"{self.nickname}: cursor {self.cursor} of {last_seq}, "
                     f"{len(self.pending)} unconfirmed after {timeout}s"
                 )
-            if self.ws is not None and self.ws.state is websockets.State.OPEN:
-                if self.pending:
-                    for client_id, text in list(self.pending.items()):
-                        frame = {
-                            "type": "message",
-                            "text": text,
-                            "client_id": client_id,
-                        }
-                        await self.send(frame)
-                await self.ping()
+            # Unconfirmed messages are resent on reconnecting only, as the
+            # browser does.
+            await self.ping()
             with contextlib.suppress(OSError):
                 await self.fill_gap()
             await asyncio.sleep(0.2)

@@ -1,0 +1,340 @@
+"""
+Faults with real processes: an instance killed mid-chat, Redis stopped and
+started again, a mass disconnect, and sustained overload. Each test starts its
+own Redis and Daphne instances (they are broken on purpose) on a database
+shared by the module.
+"""
+
+import asyncio
+import contextlib
+import datetime
+import time
+import uuid
+
+import pytest
+
+from .processes import (
+    HEARTBEAT_SECONDS,
+    INSTANCE_TIMEOUT_SECONDS,
+    ChatClient,
+    Cluster,
+    http_get,
+    session_cookie,
+    shared_database,
+    stamped,
+    static_env,
+    wait_until_async,
+)
+
+pytestmark = pytest.mark.processes
+
+# Senders here send faster than a person; the per-connection rate limit is not
+# what these tests are about.
+FAST_SENDERS = {"CHAT_RATE_BURST": 1000, "CHAT_RATE_PER_SECOND": 1000}
+OUTAGE_MESSAGES = 6
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    with shared_database(tmp_path_factory) as database:
+        yield database
+
+
+@pytest.fixture
+def room(database):
+    slug = f"r-{uuid.uuid4().hex[:8]}"
+    room_id = database.create_room(slug)
+    return slug, room_id
+
+
+@pytest.fixture
+def make_cluster(database, tmp_path, _collected_static):
+    clusters = []
+
+    def make(instances=2, **env):
+        cluster = Cluster(
+            tmp_path / f"c{len(clusters)}",
+            database,
+            instances=instances,
+            env={**static_env(), **FAST_SENDERS, **env},
+        )
+        cluster.workdir.mkdir()
+        clusters.append(cluster)
+        cluster.__enter__()
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.close()
+
+
+@pytest.fixture
+async def clients():
+    made = []
+
+    async def make(nickname, slug, server, *, servers=None, cookie=True):
+        if cookie is True:
+            cookie = await session_cookie(server, slug)
+        client = ChatClient(nickname, slug, cookie=cookie, servers=servers)
+        made.append(client)
+        await client.connect(server)
+        return client
+
+    yield make
+    await asyncio.gather(*(client.close() for client in made))
+
+
+async def send_series(client, label, count, interval):
+    """A sender that keeps typing whatever happens to its connection."""
+    texts = []
+    for index in range(count):
+        texts.append(stamped(f"{label}-{index}"))
+        await client.say(texts[-1])
+        await asyncio.sleep(interval)
+    return texts
+
+
+def room_texts(database, room_id):
+    rows = database.query(
+        "SELECT text FROM chat_message WHERE room_id = %s ORDER BY seq", (room_id,)
+    )
+    return [text for (text,) in rows]
+
+
+async def everyone_has_everything(database, room_id, clients, sent):
+    """Every client ends with every message exactly once, in seq order."""
+    stored = room_texts(database, room_id)
+    # Resends after reconnects were saved once: one row per message sent.
+    assert sorted(stored) == sorted(sent)
+    await asyncio.gather(*(c.settle(len(stored)) for c in clients))
+    for client in clients:
+        assert client.texts() == stored, client.nickname
+        assert client.repeated_frames == 0, client.nickname
+
+
+async def test_killed_instance_clients_reconnect_and_ghosts_leave(
+    make_cluster, room, database, clients
+):
+    slug, room_id = room
+    cluster = make_cluster()
+    a, b = cluster.servers
+    both = cluster.servers
+    alice = await clients("alice", slug, a, servers=both)
+    carol = await clients("carol", slug, a, servers=both)
+    bob = await clients("bob", slug, b, servers=both)
+    dave = await clients("dave", slug, b, servers=both)
+    # Tabs whose browser goes away with the instance: they never come back.
+    ghosts = [await clients(f"ghost{i}", slug, a) for i in range(2)]
+    await bob.expect("joined", nickname="ghost1", participants=6)
+
+    senders = [
+        asyncio.create_task(send_series(alice, "alice", 40, 0.05)),
+        asyncio.create_task(send_series(bob, "bob", 40, 0.05)),
+    ]
+    await alice.expect_messages(10)
+    killed_at = time.monotonic()
+    a.kill()
+    sent = [text for texts in await asyncio.gather(*senders) for text in texts]
+
+    # The dead instance's clients came back through the other one.
+    for client in (alice, carol):
+        await client.wait(lambda c=client: c.reconnects, "a reconnect", timeout=10)
+        assert client.server is b
+    # Its other users leave everyone's presence once its heartbeat is stale
+    # and a live instance sweeps it: within TIMEOUT + HEARTBEAT (here 4 + 1 s;
+    # 30 + 10 = 40 s with the defaults, well within a minute).
+    bound = INSTANCE_TIMEOUT_SECONDS + HEARTBEAT_SECONDS + 5
+    for ghost in ghosts:
+        await bob.expect("left", nickname=ghost.nickname, timeout=bound)
+    ghosts_left = time.monotonic() - killed_at
+    assert bob.participants == 4
+    assert bob.users == {"alice", "bob", "carol", "dave"}
+    # Those who reconnected never left.
+    assert not [f for f in bob.of_type("left") if not f["nickname"].startswith("g")]
+
+    await everyone_has_everything(database, room_id, [alice, carol, bob, dave], sent)
+    # A newcomer sees the four who are really there.
+    erin = await clients("erin", slug, b)
+    assert erin.of_type("welcome")[0]["users"] == [
+        "alice",
+        "bob",
+        "carol",
+        "dave",
+        "erin",
+    ]
+    assert b.alive
+    assert not cluster.tracebacks()
+    reconnect = max(c.reconnects[0] - c.drops[0] for c in (alice, carol))
+    print(
+        f"\nkill -9: clients back on the other instance after {reconnect:.2f}s; "
+        f"ghosts left after {ghosts_left:.2f}s "
+        f"(heartbeat {HEARTBEAT_SECONDS}s, timeout {INSTANCE_TIMEOUT_SECONDS}s)"
+    )
+
+
+async def test_redis_outage_saves_answers_and_recovers(
+    make_cluster, room, database, clients
+):
+    slug, room_id = room
+    cluster = make_cluster()
+    a, b = cluster.servers
+    alice = await clients("alice", slug, a)
+    bob = await clients("bob", slug, b)
+    carol = await clients("carol", slug, b)
+    await alice.expect("joined", nickname="carol")
+    await alice.say("before")
+    for client in (alice, bob, carol):
+        await client.expect("message", text="before")
+
+    cluster.redis.stop()
+    stopped = time.monotonic()
+    # Senders still get a clear answer: their message is saved and echoed
+    # back to them, though others are not told live. The outage lasts a few
+    # seconds of chatting: longer than the hubs' retry and group refresh.
+    sent = ["before"]
+    for index in range(OUTAGE_MESSAGES):
+        for client in (alice, bob):
+            text = f"during outage {index} from {client.nickname}"
+            sent.append(text)
+            client_id = await client.say(text)
+            await client.expect("message", client_id=client_id, timeout=10)
+            assert not client.pending
+        await asyncio.sleep(0.5)
+    # Pages still load, and no process died.
+    for server in (a, b):
+        status, _headers, _body = await http_get(f"{server.http}/rooms/{slug}/")
+        assert status == 200
+        assert server.alive
+
+    outage = time.monotonic() - stopped
+    cluster.redis.start()
+    restarted = time.monotonic()
+    # Live delivery resumes by itself (the hubs re-add their groups).
+    for index in range(100):
+        probe = f"probe {index}"
+        sent.append(probe)
+        await alice.say(probe)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.25):
+                await bob.wait(
+                    lambda: any(
+                        f["text"].startswith("probe") for f in bob.of_type("message")
+                    ),
+                    "a live probe",
+                )
+                break
+    resumed = time.monotonic() - restarted
+    assert resumed < 5, f"live delivery resumed only after {resumed:.1f}s"
+
+    await alice.say("after")
+    sent.append("after")
+    for client in (bob, carol):
+        await client.expect("message", text="after")
+    # Everyone catches up on what was said during the outage.
+    await everyone_has_everything(database, room_id, [alice, bob, carol], sent)
+    assert all(server.alive for server in cluster.servers)
+    # The hubs' receive loops saw the outage, said so, and carried on.
+    for server in cluster.servers:
+        assert "layer_receive_failed" in server.log()
+    assert not cluster.tracebacks()
+    print(
+        f"\nredis down {outage:.1f}s; live delivery back {resumed:.2f}s after "
+        "its restart"
+    )
+
+
+MASS = 500
+oldest_beat = [0.0]
+
+
+async def heartbeat_ages(database):
+    """Record how stale the live instances' heartbeats get (a figure)."""
+    sql = "SELECT heartbeat FROM chat_instance"
+    while True:
+        rows = await asyncio.to_thread(database.query, sql)
+        now = datetime.datetime.now(datetime.UTC)
+        for (beat,) in rows:
+            if isinstance(beat, str):
+                beat = datetime.datetime.fromisoformat(beat).replace(
+                    tzinfo=datetime.UTC
+                )
+            oldest_beat[0] = max(oldest_beat[0], (now - beat).total_seconds())
+        await asyncio.sleep(0.2)
+
+
+async def test_mass_disconnect_leaves_no_stale_state(
+    make_cluster, room, database, clients
+):
+    slug, room_id = room
+    cluster = make_cluster()
+    a, b = cluster.servers
+    group = f"chat:group:room-{room_id}".encode()
+    redis = cluster.redis.client()
+    watch_a = await clients("watch-a", slug, a, cookie=None)
+    watch_b = await clients("watch-b", slug, b, cookie=None)
+
+    crowd = [ChatClient(f"user{i}", slug) for i in range(MASS)]
+    gate = asyncio.Semaphore(50)
+
+    async def enter(index, client):
+        async with gate:
+            await client.connect(cluster.servers[index % 2], timeout=30)
+
+    ages = asyncio.create_task(heartbeat_ages(database))
+    try:
+        await asyncio.gather(*(enter(i, c) for i, c in enumerate(crowd)))
+        for watcher in (watch_a, watch_b):
+            await watcher.wait(
+                lambda w=watcher: len(w.of_type("joined")) >= MASS + (w is watch_a),
+                "everyone's arrival",
+                timeout=60,
+            )
+        # One group member per process, not one per socket.
+        assert redis.zcard(group) == 2
+        live = "SELECT COUNT(*) FROM chat_connection c JOIN chat_member m "
+        live += "ON c.member_id = m.id WHERE m.room_id = %s"
+        assert database.query(live, (room_id,))[0][0] == MASS + 2
+
+        # Everyone goes at once: half close properly, half just drop the line.
+        for client in crowd[::2]:
+            client.abort()
+        await asyncio.gather(*(client.close() for client in crowd[1::2]))
+    finally:
+        await asyncio.gather(*(client.close() for client in crowd))
+
+    for watcher in (watch_a, watch_b):
+        await watcher.wait(
+            lambda w=watcher: len(w.of_type("left")) >= MASS,
+            "everyone's departure",
+            timeout=60,
+        )
+        assert {f["nickname"] for f in watcher.of_type("left")} == {
+            c.nickname for c in crowd
+        }
+    assert database.query(live, (room_id,))[0][0] == 2
+    ages.cancel()
+    print(f"\n{MASS} in and out: oldest heartbeat {max(oldest_beat):.1f}s")
+    newcomer = await clients("newcomer", slug, b, cookie=None)
+    welcome = newcomer.of_type("welcome")[0]
+    assert welcome["participants"] == 3
+    assert welcome["users"] == ["newcomer", "watch-a", "watch-b"]
+    assert redis.zcard(group) == 2
+
+    # The last ones leave too: no presence rows, no group members remain.
+    for client in (watch_a, watch_b, newcomer):
+        await client.close()
+    await wait_until_async(
+        lambda: database.query(live, (room_id,))[0][0] == 0,
+        20,
+        "the last connections to be forgotten",
+    )
+    assert database.count("chat_member", "room_id = %s", (room_id,)) == 0
+    await wait_until_async(lambda: redis.zcard(group) == 0, 10, "an empty group")
+    assert all(server.alive for server in cluster.servers)
+    assert not cluster.tracebacks()
+    for server in cluster.servers:
+        # No event was refused by the layer (a pool out of connections), and
+        # the hubs' receive loops never failed (an idle one did, every 10 s,
+        # before the layer's read timeout was set above BZPOPMIN's wait).
+        assert "layer_send_failed" not in server.log()
+        assert "layer_receive_failed" not in server.log()
