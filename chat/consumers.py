@@ -102,7 +102,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 raise ProtocolError(protocol.NOT_JOINED, _("Send a join frame first."))
             await self.handlers[frame.type](frame)
         except ProtocolError as exc:
-            await self.send_frame(protocol.error_frame(exc.code, exc.message))
+            await self.send_frame(
+                protocol.error_frame(exc.code, exc.message, exc.client_id)
+            )
         except Exception as exc:  # noqa: BLE001 - logged by failed()
             self.failed("frame_failed", exc)
             await self.send_frame(
@@ -173,18 +175,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_message(self, frame):
-        if not self.messages_bucket.take():
-            raise ProtocolError(
-                protocol.RATE_LIMITED,
-                _("You are sending messages too fast; that one was not sent."),
+        try:
+            if not self.messages_bucket.take():
+                raise ProtocolError(
+                    protocol.RATE_LIMITED,
+                    _("You are sending messages too fast; that one was not sent."),
+                )
+            message, delivered = await services.post(
+                room=self.room,
+                nickname=self.nickname,
+                visitor=self.visitor,
+                text=frame.text,
+                client_id=frame.client_id,
             )
-        message, delivered = await services.post(
-            room=self.room,
-            nickname=self.nickname,
-            visitor=self.visitor,
-            text=frame.text,
-            client_id=frame.client_id,
-        )
+        except ProtocolError as exc:
+            exc.client_id = frame.client_id or None
+            raise
         if not delivered:
             # The layer did not take it (Redis away) or it was a resend: the
             # sender still gets the saved copy; others catch up by seq.

@@ -87,10 +87,12 @@ CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED, CLOSE_TOO_SLOW)
 class ProtocolError(Exception):
     """A frame the server refuses; the socket stays open."""
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, client_id=None):
         super().__init__(message)
         self.code = code
         self.message = message
+        # For a refused message: its client_id, so the sender knows which one.
+        self.client_id = client_id
 
 
 @dataclass(frozen=True)
@@ -226,10 +228,13 @@ def parse_client_frame(text):
             last_seq=_clean_seq(data.get("last_seq")),
         )
     if kind == MESSAGE:
-        return Message(
-            text=clean_text(data.get("text")),
-            client_id=_clean_client_id(data.get("client_id")),
-        )
+        client_id = _clean_client_id(data.get("client_id"))
+        try:
+            text = clean_text(data.get("text"))
+        except ProtocolError as exc:
+            exc.client_id = client_id or None
+            raise
+        return Message(text=text, client_id=client_id)
     if kind in CLIENT_TYPES:
         return Signal(type=kind)
     raise ProtocolError(
@@ -242,8 +247,11 @@ def encode(frame):
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_frame(code, message):
-    return {"type": ERROR, "code": code, "message": message}
+def error_frame(code, message, client_id=None):
+    frame = {"type": ERROR, "code": code, "message": message}
+    if client_id:
+        frame["client_id"] = client_id
+    return frame
 
 
 def message_frame(message, room_slug):

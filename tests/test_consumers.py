@@ -382,3 +382,14 @@ async def test_instance_taken_for_dead_puts_its_sockets_back(
     carol = await make_client()
     welcome = await carol.join("carol")
     assert welcome["users"] == ["alice", "bob", "carol"]
+
+
+async def test_refused_message_names_its_client_id(joined):
+    alice = await joined("alice")
+    await alice.say("x" * 2001, client_id="too-long")
+    error = await alice.expect("error")
+    assert (error["code"], error["client_id"]) == ("message_too_long", "too-long")
+    for i in range(11):
+        await alice.say(f"m{i}", client_id=f"c{i}")
+    error = await alice.expect("error", code="rate_limited")
+    assert error["client_id"] == "c10"

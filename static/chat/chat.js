@@ -340,6 +340,13 @@ const handlers = {
     if (frame.last_seq > cursor) scheduleGapFill();
   },
   error(frame) {
+    const refused = frame.client_id && pending.get(frame.client_id);
+    if (refused) {
+      // This message was not saved: show it as not sent, and never resend it.
+      pending.delete(frame.client_id);
+      refused.element.classList.replace("pending", "failed");
+      refused.element.title = frame.message;
+    }
     if (joined || FINAL_ERRORS.includes(frame.code)) {
       line(frame.message, "error");
       return;
