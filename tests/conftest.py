@@ -8,6 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import call_command
+from django.db import connections
 
 from chat import hub as hub_module
 from chat.models import Room
@@ -39,6 +40,9 @@ async def _fresh_hub_and_layer():
     if hub is not None:
         await hub.close()
     channel_layers.backends.clear()
+    # The database thread keeps its connection (CONN_MAX_AGE); close it so the
+    # test database can be dropped at the end.
+    await database_sync_to_async(connections.close_all)()
 
 
 class Client:
