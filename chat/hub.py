@@ -41,6 +41,10 @@ RETRY_SECONDS = 0.5
 # Idle rooms pay nothing (the first event goes at once); busy ones get several
 # events per socket write.
 FLUSH_SECONDS = 0.005
+# Events waiting to be written, at most; past it new ones are dropped and
+# clients catch up by seq. It bounds memory under overload: the pub/sub layer
+# queues without limit, and the hub reads faster than it writes.
+MAX_PENDING_EVENTS = 5000
 
 _hubs = weakref.WeakKeyDictionary()
 
@@ -134,6 +138,8 @@ class Hub:
         self.rooms = {}
         self.channel = None
         self.pending = {}
+        self.pending_count = 0
+        self.dropped = 0
         self._wake = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._tasks = []
@@ -215,6 +221,10 @@ class Hub:
         room_id = event.get("room")
         if room_id not in self.rooms:
             return
+        if self.pending_count >= MAX_PENDING_EVENTS:
+            self.dropped += 1
+            return
+        self.pending_count += 1
         try:
             self.pending.setdefault(room_id, []).append(Event(event))
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -227,6 +237,10 @@ class Hub:
             await self._wake.wait()
             self._wake.clear()
             pending, self.pending = self.pending, {}
+            self.pending_count = 0
+            if self.dropped:
+                logger.warning("hub_overloaded dropped_events=%d", self.dropped)
+                self.dropped = 0
             for room_id, room_events in pending.items():
                 batch = Batch(room_events)
                 for consumer in list(self.rooms.get(room_id, ())):
@@ -245,27 +259,31 @@ class Hub:
     async def _beat(self):
         while True:
             await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
-            try:
-                # Not in the shared database thread: behind a queue of joins and
-                # leaves (hundreds of sockets closing at once) the beat came late,
-                # and another instance reaped this live one with all its users.
-                reaped = await database_sync_to_async(
-                    services.instance_heartbeat, thread_sensitive=False
-                )(instance=self.instance)
-                departures = await database_sync_to_async(
-                    services.instances_sweep, thread_sensitive=False
-                )()
-            except Exception as exc:  # noqa: BLE001 - the database comes back
-                logger.warning(
-                    "heartbeat_failed instance=%s cause=%s", self.instance, cause(exc)
-                )
-                continue
-            for departure in departures:
-                await services.announce_departure(departure)
-            if reaped:
-                # Taken for dead (the database was out of reach for too long):
-                # this instance's sockets are still here, so put them back.
-                logger.warning("instance_restored instance=%s", self.instance)
-                for local in list(self.rooms.values()):
-                    for consumer in list(local):
-                        await consumer.restore_presence()
+            await self.beat()
+
+    async def beat(self):
+        """Say this instance is alive, and sweep the ones that are not."""
+        try:
+            # Not in the shared database thread: behind a queue of joins and
+            # leaves (hundreds of sockets closing at once) the beat came late,
+            # and another instance reaped this live one with all its users.
+            reaped = await database_sync_to_async(
+                services.instance_heartbeat, thread_sensitive=False
+            )(instance=self.instance)
+            departures = await database_sync_to_async(
+                services.instances_sweep, thread_sensitive=False
+            )()
+        except Exception as exc:  # noqa: BLE001 - the database comes back
+            logger.warning(
+                "heartbeat_failed instance=%s cause=%s", self.instance, cause(exc)
+            )
+            return
+        for departure in departures:
+            await services.announce_departure(departure)
+        if reaped:
+            # Taken for dead (the database was out of reach for too long): this
+            # instance's sockets are still here, so put them back.
+            logger.warning("instance_restored instance=%s", self.instance)
+            for local in list(self.rooms.values()):
+                for consumer in list(local):
+                    await consumer.restore_presence()
