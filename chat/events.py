@@ -9,6 +9,7 @@ msgpack, which cannot carry datetimes or UUIDs.
 
 import asyncio
 import logging
+import weakref
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -20,6 +21,25 @@ logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "room.event"
 SEND_TIMEOUT_SECONDS = 2.0
+# channels-redis keeps one redis-py pool per event loop, and redis-py 8 refuses a
+# connection past 100 at once (MaxConnectionsError): 300 sockets typing together
+# lost two thirds of their events. Sends wait for one of these slots instead
+# (within SEND_TIMEOUT_SECONDS), leaving connections for the hub's receive.
+MAX_CONCURRENT_SENDS = 50
+_send_slots = weakref.WeakKeyDictionary()
+
+
+def _slots():
+    loop = asyncio.get_running_loop()
+    slots = _send_slots.get(loop)
+    if slots is None:
+        slots = _send_slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+    return slots
+
+
+async def _group_send(room_id, event):
+    async with _slots():
+        await get_channel_layer().group_send(group_name(room_id), event)
 
 
 def group_name(room_id):
@@ -41,10 +61,7 @@ async def room_send(room_id, frame, *, exclude=None, close=None):
         "close": close,
     }
     try:
-        await asyncio.wait_for(
-            get_channel_layer().group_send(group_name(room_id), event),
-            SEND_TIMEOUT_SECONDS,
-        )
+        await asyncio.wait_for(_group_send(room_id, event), SEND_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - any layer failure is survivable
         logger.warning(
             "layer_send_failed room=%s type=%s cause=%s",
