@@ -262,7 +262,7 @@ async def heartbeat_ages(database):
         await asyncio.sleep(0.2)
 
 
-async def test_mass_disconnect_leaves_no_stale_state(
+async def test_mass_typing_and_disconnect_leave_no_stale_state(
     make_cluster, room, database, clients
 ):
     slug, room_id = room
@@ -294,6 +294,16 @@ async def test_mass_disconnect_leaves_no_stale_state(
         live = "SELECT COUNT(*) FROM chat_connection c JOIN chat_member m "
         live += "ON c.member_id = m.id WHERE m.room_id = %s"
         assert database.query(live, (room_id,))[0][0] == MASS + 2
+
+        # Everyone types at once: hundreds of layer sends at the same moment
+        # (redis-py's pool refuses a connection past 100).
+        await asyncio.gather(*(client.send({"type": "typing"}) for client in crowd))
+        for watcher in (watch_a, watch_b):
+            await watcher.wait(
+                lambda w=watcher: len(w.of_type("typing")) >= MASS,
+                "everyone's typing",
+                timeout=60,
+            )
 
         # Everyone goes at once: half close properly, half just drop the line.
         for client in crowd[::2]:
