@@ -515,8 +515,9 @@ async def test_the_documented_bot_answers_and_comes_back_after_a_restart(
         tester = ChatClient("tester", "general")
         await tester.connect(server)
         await tester.say("!echo again")
+        # The bot's reconnect delay grows while the server is down (up to ~12 s).
         reply = await tester.expect(
-            "message", nickname="bot", text="tester said: again", timeout=20
+            "message", nickname="bot", text="tester said: again", timeout=40
         )
         assert bot.alive, bot.log()
     finally:
