@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The start-up command of the chat on Azure App Service (Linux, Python):
 #   az webapp config set ... --startup-file "bash startup.sh"
-# App Service runs it in the deployed app's folder with the build's virtual
-# environment active, PORT set to the port its front end forwards to and
-# WEBSITE_HOSTNAME to the app's host name. docs/deploy-azure.md has the rest.
+# App Service runs it in the deployed app's folder with the build's packages
+# importable, PORT set to the port its front end forwards to and WEBSITE_HOSTNAME
+# to the app's host name. docs/deploy-azure.md has the rest. Everything runs as
+# "python -m ...": that works whether the build's virtual environment is
+# activated or only on PYTHONPATH.
 set -euo pipefail
 cd "$(dirname "$0")"
 
