@@ -56,11 +56,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
             protocol.PING: self.on_ping,
         }
         slug = self.scope["url_route"]["kwargs"].get("slug", "")
-        room = (
-            await database_sync_to_async(selectors.room_get)(slug=slug)
-            if slug
-            else None
-        )
+        try:
+            room = (
+                await database_sync_to_async(selectors.room_get)(slug=slug)
+                if slug
+                else None
+            )
+        except Exception as exc:  # noqa: BLE001 - logged by failed()
+            await self.accept()
+            self.failed("connect_failed", exc)
+            await self.refuse(
+                protocol.UNAVAILABLE,
+                _("The chat cannot reach its database just now; try again."),
+                1011,
+            )
+            return
         await self.accept()
         self.log("connect")
         if room is None:
@@ -96,6 +106,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.room is None:
             return
+        frame = None
         try:
             frame = protocol.parse_client_frame(text_data)
             if self.nickname is None and frame.type != protocol.JOIN:
@@ -111,6 +122,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 protocol.error_frame(
                     protocol.UNAVAILABLE,
                     _("The server could not handle that just now; try again."),
+                    getattr(frame, "client_id", None),
                 )
             )
 
@@ -124,6 +136,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         hub = get_hub()
         await hub.attach(self.room.pk, self)
         try:
+            page = await database_sync_to_async(self._welcome_history)(frame.last_seq)
             presence = await services.join(
                 room=self.room,
                 nickname=frame.nickname,
@@ -136,7 +149,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await hub.detach(self.room.pk, self)
             self.backlog = []
             raise
-        page = await database_sync_to_async(self._welcome_history)(frame.last_seq)
+        # From here on the connection is recorded: disconnect() takes it out.
+        self.nickname = presence.nickname
         self.floor = page.through
         await self.send_frame(
             {
@@ -159,7 +173,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 },
             }
         )
-        self.nickname = presence.nickname
         backlog, self.backlog = self.backlog, None
         if backlog:
             await self.deliver(Batch(backlog))

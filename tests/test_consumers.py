@@ -394,3 +394,44 @@ async def test_refused_message_names_its_client_id(joined):
         await alice.say(f"m{i}", client_id=f"c{i}")
     error = await alice.expect("error", code="rate_limited")
     assert error["client_id"] == "c10"
+
+
+async def test_database_down_at_connect_gets_unavailable(general, monkeypatch):
+    from django.db import OperationalError
+
+    from chat import selectors
+
+    def down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors, "room_get", down)
+    client = Client()
+    connected, _code = await client.connect()
+    assert connected
+    assert (await client.expect("error"))["code"] == "unavailable"
+    assert (await client.ws.receive_output(timeout=2))["code"] == 1011
+
+
+async def test_failed_join_leaves_no_presence_and_can_be_retried(
+    make_client, monkeypatch
+):
+    from django.db import OperationalError
+
+    from chat import selectors
+
+    real_history = selectors.room_history
+    calls = []
+
+    def flaky_history(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection")
+        return real_history(**kwargs)
+
+    monkeypatch.setattr(selectors, "room_history", flaky_history)
+    client = await make_client()
+    await client.send({"type": "join", "nickname": "dora", "last_seq": None})
+    assert (await client.expect("error"))["code"] == "unavailable"
+    assert await database_sync_to_async(Connection.objects.count)() == 0
+    welcome = await client.join("dora")
+    assert welcome["users"] == ["dora"]
