@@ -166,8 +166,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-# Connections are kept between requests and socket events: opening one for every
-# event cost more than the event's own query (measured with bench/run.py).
+# Connections are kept between socket events: opening one for every event cost
+# more than the event's own query (measured with bench/run.py). Each HTTP request
+# under ASGI runs in a thread of its own, whose connection goes with the thread.
 DATABASES["default"]["CONN_MAX_AGE"] = _typed("CONN_MAX_AGE", env.int, 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
