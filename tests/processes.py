@@ -286,20 +286,20 @@ class Daphne(Process):
         self.env = {**env, "CHAT_INSTANCE_ID": name}
 
     def start(self):
-        self.spawn(
-            [
-                PYTHON,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "chatproject.asgi:application",
-            ],
-            env=self.env,
-        )
+        self.spawn(self.command(), env=self.env)
         wait_until(self._healthy, START_TIMEOUT, f"{self.name} to answer /healthz")
+
+    def command(self):
+        return [
+            PYTHON,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "chatproject.asgi:application",
+        ]
 
     def _healthy(self):
         if not self.alive:
@@ -323,6 +323,27 @@ class Daphne(Process):
 
     def tracebacks(self):
         return self.log().count("Traceback")
+
+
+class Uvicorn(Daphne):
+    """The same instance served by uvicorn, the faster option (bench/servers.py)."""
+
+    def command(self):
+        return [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "chatproject.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ws",
+            "websockets-sansio",
+            "--lifespan",
+            "off",
+            "--no-access-log",
+        ]
 
 
 def server_env(database, redis_url, **extra):
@@ -385,9 +406,9 @@ class Cluster:
         for _ in range(self.count):
             self.add_server()
 
-    def add_server(self):
+    def add_server(self, kind=Daphne):
         name = f"inst{next(self._names)}-{uuid.uuid4().hex[:4]}"
-        server = Daphne(name, self.workdir, self.env())
+        server = kind(name, self.workdir, self.env())
         self.servers.append(server)
         server.start()
         return server
@@ -506,8 +527,9 @@ class ChatClient:
 
     # Connection ----------------------------------------------------------------
 
-    async def connect(self, server, timeout=FRAME_TIMEOUT):
-        """Open a socket to `server`, join and take the welcome."""
+    async def connect(self, server, timeout=FRAME_TIMEOUT, sock=None):
+        """Open a socket to `server` (over `sock`, a connected TCP socket, if
+        given), join and take the welcome."""
         headers = {"Cookie": f"sessionid={self.cookie}"} if self.cookie else None
         self.ws = await ws_connect(
             server.ws_url(self.slug),
@@ -516,6 +538,7 @@ class ChatClient:
             open_timeout=timeout,
             ping_interval=None,
             close_timeout=2,
+            sock=sock,
         )
         self.server = server
         self.socket_seqs = set()
