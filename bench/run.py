@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -22,49 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import websockets
+from client import Client
 from servers import Cluster, cpu_seconds, rss_bytes
-
-SEQ = re.compile(rb'"seq":(\d+)')
-SENT_AT = re.compile(rb'"text":"t(\d+)')
-
-
-class Receiver:
-    """One client: joins, then counts every message frame by seq."""
-
-    def __init__(self, index, url, origin, stats):
-        self.index = index
-        self.url = url
-        self.origin = origin
-        self.stats = stats
-        self.seen = {}
-        self.ws = None
-        self.ready = asyncio.Event()
-        self.task = None
-
-    async def run(self):
-        async with websockets.connect(
-            self.url,
-            origin=self.origin,
-            max_queue=None,
-            ping_interval=None,
-            compression=None,
-            open_timeout=60,
-        ) as ws:
-            self.ws = ws
-            join = {"type": "join", "nickname": f"b{self.index}", "last_seq": 0}
-            await ws.send(json.dumps(join))
-            async for raw in ws:
-                data = raw.encode() if isinstance(raw, str) else raw
-                if data.startswith(b'{"type":"message"'):
-                    now = time.time_ns()
-                    seq = int(SEQ.search(data).group(1))
-                    self.seen[seq] = self.seen.get(seq, 0) + 1
-                    sent = SENT_AT.search(data)
-                    if sent:
-                        self.stats.latencies.append((now - int(sent.group(1))) / 1e6)
-                elif data.startswith(b'{"type":"welcome"'):
-                    self.ready.set()
 
 
 class Stats:
@@ -80,20 +38,20 @@ def percentile(values, fraction):
 
 
 async def connect_all(cluster, count, stats, concurrency=50):
-    receivers = []
+    """Connect and join `count` clients, spread over the instances."""
     gate = asyncio.Semaphore(concurrency)
     urls = cluster.ws_urls("general")
 
-    async def start(receiver):
-        async with gate:
-            receiver.task = asyncio.create_task(receiver.run())
-            await asyncio.wait_for(receiver.ready.wait(), 60)
-
-    for index in range(count):
+    async def start(index):
         url, origin = urls[index % len(urls)]
-        receivers.append(Receiver(index, url, origin, stats))
-    await asyncio.gather(*(start(r) for r in receivers))
-    return receivers
+        async with gate:
+            client = await Client.connect(url, origin, stats.latencies)
+            join = {"type": "join", "nickname": f"b{index}", "last_seq": 0}
+            client.send_text(json.dumps(join))
+            await asyncio.wait_for(client.welcomed, 60)
+            return client
+
+    return await asyncio.gather(*(start(index) for index in range(count)))
 
 
 async def settle(pids, timeout=300, quiet=0.05):
@@ -118,7 +76,7 @@ async def send_load(senders, rate, duration):
         while sent < target:
             sender = senders[sent % len(senders)]
             text = f"t{time.time_ns()}"
-            await sender.ws.send(
+            sender.send_text(
                 json.dumps({"type": "message", "text": text, "client_id": f"c{sent}"})
             )
             sent += 1
@@ -157,8 +115,7 @@ async def measure(args):
         redis_after = cpu_seconds(cluster.redis_pid)
         rss_idle = cluster.baseline_rss
         for receiver in receivers:
-            receiver.task.cancel()
-        await asyncio.gather(*(r.task for r in receivers), return_exceptions=True)
+            receiver.transport.close()
 
     expected = sent * len(receivers)
     actual = sum(sum(r.seen.values()) for r in receivers)
