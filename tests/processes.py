@@ -496,7 +496,9 @@ class ChatClient:
     next server that accepts it (what a load balancer does for a browser).
     """
 
-    def __init__(self, nickname, slug, *, cookie=None, servers=None):
+    def __init__(
+        self, nickname, slug, *, cookie=None, servers=None, keep_messages=True
+    ):
         self.nickname = nickname
         self.slug = slug
         self.cookie = cookie
@@ -508,7 +510,9 @@ class ChatClient:
         self.reader = None
         self.reconnecting = None
         self.closing = False
-        # The browser's view: seq -> message frame, and the cursor below which
+        # Message frames stay in `frames` too unless a load test says otherwise.
+        self.keep_messages = keep_messages
+        # The browser's view: seq -> message text, and the cursor below which
         # every message is known.
         self.messages = {}
         self.cursor = None
@@ -523,6 +527,8 @@ class ChatClient:
         self.gap_task = None
         self.drops = []
         self.reconnects = []
+        # Seconds from the sending of someone else's stamped message to its
+        # live arrival here.
         self.latencies = []
 
     # Connection ----------------------------------------------------------------
@@ -584,6 +590,8 @@ class ChatClient:
                 frame = json.loads(raw)
                 if frame.get("type") == "message":
                     self._message(frame, live=True)
+                    if not self.keep_messages:
+                        continue
                 elif frame.get("type") == "pong":
                     if self.cursor is not None and frame["last_seq"] > self.cursor:
                         self.schedule_gap_fill(delay=0)
@@ -651,10 +659,10 @@ class ChatClient:
                 self.repeated_frames += 1
             self.socket_seqs.add(seq)
             sent_at = _sent_at(frame["text"])
-            if sent_at is not None:
-                self.latencies.append(time.monotonic() - sent_at)
+            if sent_at is not None and frame["nickname"] != self.nickname:
+                self.latencies.append(time.time() - sent_at)
         self.pending.pop(frame.get("client_id"), None)
-        self.messages.setdefault(seq, frame)
+        self.messages.setdefault(seq, frame["text"])
         if self.cursor is not None and seq > self.cursor + 1:
             self.schedule_gap_fill()
         self._advance(self.cursor or 0)
@@ -665,14 +673,17 @@ class ChatClient:
             cursor += 1
         self.cursor = cursor
 
-    def schedule_gap_fill(self, delay=0.5):
+    def schedule_gap_fill(self, delay=0.3):
         # A message that came early usually means the one before is on its way
-        # (another sender's, still in flight); wait a little as chat.js does.
+        # (another sender's, through the other instance); wait a little as
+        # chat.js does, and fetch only if the gap is still open then.
         if self.gap_task is None or self.gap_task.done():
             self.gap_task = asyncio.create_task(self._fill_gap(delay))
 
     async def _fill_gap(self, delay):
         await asyncio.sleep(delay)
+        if delay and max(self.messages, default=0) <= (self.cursor or 0):
+            return
         with contextlib.suppress(OSError):
             await self.fill_gap()
 
@@ -710,7 +721,7 @@ class ChatClient:
 
     def texts(self):
         """The messages as this client shows them, in seq order."""
-        return [self.messages[seq]["text"] for seq in sorted(self.messages)]
+        return [self.messages[seq] for seq in sorted(self.messages)]
 
     async def wait(self, check, what, timeout=FRAME_TIMEOUT):
         """Wait, frame by frame, until check() is true; returns its value."""
@@ -753,7 +764,8 @@ class ChatClient:
 
 def stamped(label):
     """A message text that carries its send time (for latency figures)."""
-    return f"{label}@{time.monotonic():.6f}"
+    # Wall-clock time, comparable with the time the server saved it.
+    return f"{label}@{time.time():.6f}"
 
 
 def _sent_at(text):

@@ -8,10 +8,12 @@ shared by the module.
 import asyncio
 import contextlib
 import datetime
+import random
 import time
 import uuid
 
 import pytest
+from django.conf import settings
 
 from .processes import (
     HEARTBEAT_SECONDS,
@@ -101,12 +103,14 @@ def room_texts(database, room_id):
     return [text for (text,) in rows]
 
 
-async def everyone_has_everything(database, room_id, clients, sent):
+async def everyone_has_everything(database, room_id, clients, sent, timeout=30):
     """Every client ends with every message exactly once, in seq order."""
+    # Every sender has its messages confirmed (echoed back) first.
+    await asyncio.gather(*(c.settle(0, timeout=timeout) for c in clients))
     stored = room_texts(database, room_id)
     # Resends after reconnects were saved once: one row per message sent.
     assert sorted(stored) == sorted(sent)
-    await asyncio.gather(*(c.settle(len(stored)) for c in clients))
+    await asyncio.gather(*(c.settle(len(stored), timeout=timeout) for c in clients))
     for client in clients:
         assert client.texts() == stored, client.nickname
         assert client.repeated_frames == 0, client.nickname
@@ -348,3 +352,114 @@ async def test_mass_typing_and_disconnect_leave_no_stale_state(
         # before the layer's read timeout was set above BZPOPMIN's wait).
         assert "layer_send_failed" not in server.log()
         assert "layer_receive_failed" not in server.log()
+
+
+# The issue asks for 60 s of overload; that was measured once (the figures are
+# in docs) and behaves as the first seconds do, so the suite keeps it short.
+OVERLOAD_SECONDS = 15
+OVERLOAD_CLIENTS = 100
+# Each hub's queue in Redis holds at most this many events: past it, Redis
+# refuses events for that hub (its clients fill the gap by seq), so neither
+# Redis's memory nor an event's wait in the queue grows with the overload.
+OVERLOAD_CAPACITY = 200
+
+
+@pytest.mark.timeout(240)
+async def test_sustained_overload_stays_bounded_and_recovers(
+    make_cluster, room, database
+):
+    slug, room_id = room
+    # Senders keep to the default rate limit, as browsers must; there are just
+    # many of them. A live instance is not taken for dead while it struggles.
+    cluster = make_cluster(
+        CHAT_RATE_BURST=10,
+        CHAT_RATE_PER_SECOND=2,
+        CHAT_LAYER_CAPACITY=OVERLOAD_CAPACITY,
+        CHAT_INSTANCE_TIMEOUT_SECONDS=15,
+    )
+    servers = cluster.servers
+    crowd = [
+        ChatClient(f"user{i}", slug, servers=servers, keep_messages=False)
+        for i in range(OVERLOAD_CLIENTS)
+    ]
+    gate = asyncio.Semaphore(50)
+
+    async def enter(index, client):
+        async with gate:
+            await client.connect(servers[index % 2], timeout=30)
+
+    try:
+        await asyncio.gather(*(enter(i, c) for i, c in enumerate(crowd)))
+        rss = {server.name: [server.rss()] for server in servers}
+        assert all(rss.values())
+        sent = []
+
+        async def talk(client):
+            # Each one at 1.5 messages a second, under the limit of 2.
+            await asyncio.sleep(random.random())
+            deadline = time.monotonic() + OVERLOAD_SECONDS
+            while time.monotonic() < deadline:
+                text = stamped(f"{client.nickname}-{len(sent)}")
+                sent.append(text)
+                await client.say(text)
+                await asyncio.sleep(1 / 1.5)
+
+        async def sample():
+            while True:
+                for server in servers:
+                    rss[server.name].append(server.rss())
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample())
+        started = time.monotonic()
+        await asyncio.gather(*(talk(c) for c in crowd))
+        offered = len(sent) / (time.monotonic() - started)
+        sampler.cancel()
+        stopped = time.monotonic()
+        await everyone_has_everything(database, room_id, crowd, sent, timeout=120)
+        settled = time.monotonic() - stopped
+    finally:
+        await asyncio.gather(*(client.close() for client in crowd))
+
+    assert all(server.alive for server in servers)
+    assert not cluster.tracebacks()
+    # Memory stays within what the limits allow: each socket's send buffer
+    # (past it a socket is dropped) and bounded queues, not the whole backlog.
+    growth = {n: (max(v) - v[0]) / 2**20 for n, v in rss.items()}
+    per_server = OVERLOAD_CLIENTS / len(servers) * settings.CHAT_SEND_BUFFER_BYTES
+    assert all(g < per_server / 2**20 + 64 for g in growth.values()), growth
+
+    # Figures: how late messages were saved (server clock minus the stamp in
+    # the text) and delivered live; how many sockets were dropped as slow.
+    rows = database.query(
+        "SELECT text, created FROM chat_message WHERE room_id = %s", (room_id,)
+    )
+    saved = [_timestamp(created) - _stamp(text) for text, created in rows]
+    delivered = [x for c in crowd for x in c.latencies]
+    print(
+        f"\noverload {OVERLOAD_SECONDS}s: {offered:.0f} msg/s offered to "
+        f"{OVERLOAD_CLIENTS} sockets ({offered * OVERLOAD_CLIENTS:.0f} frames/s); "
+        f"saved after {_spread(saved)}; delivered live after {_spread(delivered)} "
+        f"({len(delivered)} of {len(sent) * (OVERLOAD_CLIENTS - 1)} frames live); "
+        f"sockets dropped {sum(len(c.drops) for c in crowd)}; all caught up "
+        f"{settled:.1f}s after; RSS MiB "
+        + ", ".join(
+            f"{n} {v[0] / 2**20:.0f}->{max(v) / 2**20:.0f}" for n, v in rss.items()
+        )
+    )
+
+
+def _timestamp(value):
+    if isinstance(value, str):  # SQLite
+        value = datetime.datetime.fromisoformat(value).replace(tzinfo=datetime.UTC)
+    return value.timestamp()
+
+
+def _stamp(text):
+    return float(text.rpartition("@")[2])
+
+
+def _spread(seconds):
+    values = sorted(seconds)
+    pick = lambda q: values[min(len(values) - 1, int(len(values) * q))]  # noqa: E731
+    return f"p50 {pick(0.5):.2f}s p99 {pick(0.99):.2f}s max {values[-1]:.2f}s"
