@@ -1,0 +1,142 @@
+"""
+Redis as Azure Cache for Redis offers it: TLS only, an access key with '+', '/'
+and '=' in it, a rediss:// URL with the key URL-encoded, and the server's
+certificate verified (here against a throwaway certificate authority, named by
+REDIS_SSL_CA_CERTS).
+"""
+
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from .processes import (
+    ChatClient,
+    Cluster,
+    Daphne,
+    RedisServer,
+    password_url,
+    require_redis_server,
+    shared_database,
+    static_env,
+    wait_until,
+)
+
+pytestmark = pytest.mark.processes
+
+# Shaped like an Azure access key: base64, so '+', '/' and '='.
+ACCESS_KEY = "k3Y+with/Slash+and=Equals0aB1cD2eF3gH4iJ5kL6mN7oP8q="
+
+
+def openssl(*args, cwd):
+    subprocess.run(
+        ["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60
+    )
+
+
+def make_certificates(workdir, name="ca"):
+    """A certificate authority and a server certificate for localhost."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    ca_key, ca_cert = f"{name}.key", f"{name}.crt"
+    openssl("genrsa", "-out", ca_key, "2048", cwd=workdir)
+    openssl(
+        "req", "-x509", "-new", "-key", ca_key, "-sha256", "-days", "2",
+        "-subj", f"/CN=Test {name}", "-out", ca_cert, cwd=workdir,
+    )  # fmt: skip
+    (workdir / "san.cnf").write_text(
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\nextendedKeyUsage = serverAuth\n"
+    )
+    openssl("genrsa", "-out", "redis.key", "2048", cwd=workdir)
+    openssl(
+        "req", "-new", "-key", "redis.key", "-subj", "/CN=localhost",
+        "-out", "redis.csr", cwd=workdir,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", "redis.csr", "-CA", ca_cert, "-CAkey", ca_key,
+        "-CAcreateserial", "-days", "2", "-sha256", "-extfile", "san.cnf",
+        "-out", "redis.crt", cwd=workdir,
+    )  # fmt: skip
+    return {
+        "ca": str(workdir / ca_cert),
+        "cert": str(workdir / "redis.crt"),
+        "key": str(workdir / "redis.key"),
+    }
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    require_redis_server()
+    with shared_database(tmp_path_factory) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def cluster(database, certificates, tmp_path, _collected_static):
+    redis = RedisServer(tmp_path, tls=certificates, password=ACCESS_KEY)
+    env = {**static_env(), "REDIS_SSL_CA_CERTS": certificates["ca"]}
+    with Cluster(
+        tmp_path,
+        database,
+        redis=redis,
+        redis_url=password_url(ACCESS_KEY, redis.port),
+        env=env,
+    ) as cluster:
+        yield cluster
+
+
+async def test_two_instances_chat_through_tls_redis_with_a_key(cluster, database):
+    slug = f"tls-{uuid.uuid4().hex[:8]}"
+    database.create_room(slug)
+    a, b = cluster.servers
+    alice = ChatClient("alice", slug)
+    bob = ChatClient("bob", slug)
+    try:
+        await alice.connect(a)
+        await bob.connect(b)
+        await alice.expect("joined", nickname="bob", participants=2)
+        await alice.say("over TLS")
+        await bob.expect("message", text="over TLS", nickname="alice")
+        await bob.send({"type": "typing"})
+        await alice.expect("typing", nickname="bob")
+    finally:
+        await alice.close()
+        await bob.close()
+    assert not cluster.tracebacks()
+    for server in cluster.servers:
+        assert "layer_" not in server.log()
+
+
+async def test_a_certificate_from_another_authority_is_refused(
+    cluster, database, tmp_path
+):
+    """Verification is on: an instance trusting another CA cannot use Redis."""
+    (tmp_path / "other").mkdir()
+    other = make_certificates(tmp_path / "other", name="other")
+    env = {**cluster.env(), "REDIS_SSL_CA_CERTS": other["ca"]}
+    stranger = Daphne("stranger", tmp_path, env)
+    try:
+        stranger.start()
+        slug = f"tls-{uuid.uuid4().hex[:8]}"
+        database.create_room(slug)
+        carol = ChatClient("carol", slug)
+        try:
+            await carol.connect(stranger)
+            # Her own message is still saved and echoed to her, without Redis.
+            client_id = await carol.say("nobody hears this live")
+            await carol.expect("message", client_id=client_id)
+        finally:
+            await carol.close()
+        wait_until(
+            lambda: "CERTIFICATE_VERIFY_FAILED" in stranger.log(),
+            10,
+            "the stranger's certificate failure in its log",
+        )
+    finally:
+        stranger.stop()
