@@ -275,6 +275,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """Close a socket that stopped reading; it catches up when it reconnects."""
         self.log("too_slow", level=logging.WARNING, buffered=self.socket.buffered())
         await self.close(code=protocol.CLOSE_TOO_SLOW)
+        self.socket.cut_later()
         await self.leave_room()
 
     async def send_frame(self, frame):

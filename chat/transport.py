@@ -22,11 +22,21 @@ other server (or the test communicator): then the consumer sends through ASGI
 and knows nothing of buffers.
 """
 
+import asyncio
 import functools
+import socket
+import struct
 
 from django.conf import settings
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+# A socket closed for not reading is cut this long after: its close frame waits
+# behind the bytes it does not read. Daphne cuts it after a second by itself
+# (autobahn's closeHandshakeTimeout); uvicorn's close waits for the buffer to
+# drain, which for a stalled client is never, so the connection, its buffers
+# and its consumer would stay.
+CUT_AFTER_SECONDS = 2.0
 
 
 def text_frame(text):
@@ -58,6 +68,9 @@ class TwistedSocket:
     def write(self, data):
         self.transport.write(data)
 
+    def cut_later(self):
+        cut_later(self.transport.abortConnection)
+
 
 class AsyncioSocket:
     """uvicorn: a protocol over an asyncio transport."""
@@ -88,6 +101,23 @@ class AsyncioSocket:
 
     def write(self, data):
         self.transport.write(data)
+
+    def cut_later(self):
+        if self.transport.is_closing():
+            return
+        # Closed without lingering, the connection is reset and the kernel drops
+        # what it still holds for it, as Twisted's abortConnection does; after a
+        # plain abort the kernel would go on offering it to the stalled client
+        # for minutes.
+        self.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        cut_later(self.transport.abort)
+
+
+def cut_later(abort):
+    """Drop the connection, unsent bytes and all, unless it closed by then."""
+    asyncio.get_running_loop().call_later(CUT_AFTER_SECONDS, abort)
 
 
 def socket_for(send):
