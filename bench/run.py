@@ -157,11 +157,34 @@ async def measure(args):
     return result
 
 
+def saturation(args, rates):
+    """One run per rate; the highest deliveries/s with p99 under 1 s, nothing lost."""
+    best = None
+    for rate in rates:
+        args.rate = rate
+        result = asyncio.run(measure(args))
+        ok = result["lost"] == 0 and result["latency_ms"]["p99"] < 1000
+        print(
+            f"rate {rate:>6.0f}/s: {result['deliveries_per_s']:>7} deliveries/s, "
+            f"p99 {result['latency_ms']['p99']:>7} ms, lost {result['lost']}, "
+            f"cpu/1000 {result['server_cpu_s_per_1000']}" + ("" if ok else "  (fails)"),
+            flush=True,
+        )
+        if ok and (
+            best is None or result["deliveries_per_s"] > best["deliveries_per_s"]
+        ):
+            best = result
+    print("saturation:", json.dumps(best))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--rate", type=float, default=10.0, help="messages/s in total")
+    parser.add_argument(
+        "--rates", help="comma-separated rates: find the saturation point instead"
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds")
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
@@ -171,6 +194,9 @@ def main():
     if args.senders > args.clients:
         parser.error("--senders cannot exceed --clients")
     with contextlib.suppress(KeyboardInterrupt):
+        if args.rates:
+            saturation(args, [float(rate) for rate in args.rates.split(",")])
+            return 0
         result = asyncio.run(measure(args))
         if args.json:
             print(json.dumps(result))
