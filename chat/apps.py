@@ -1,4 +1,18 @@
 from django.apps import AppConfig
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished
+from django.db import connections
+
+
+def close_request_connections(**kwargs):
+    """
+    Under ASGI each HTTP request runs its synchronous part in a thread of its
+    own, so a connection kept for reuse (CONN_MAX_AGE) is never reused: it
+    lingers until the garbage collector finds it, and a busy history endpoint
+    ran PostgreSQL out of connections ("too many clients"). Socket events use
+    one long-lived database thread and keep theirs.
+    """
+    connections.close_all()
 
 
 class ChatConfig(AppConfig):
@@ -7,3 +21,7 @@ class ChatConfig(AppConfig):
 
     def ready(self):
         from . import signals  # noqa: F401 - connects the admin's live updates
+
+        # Only the real server's requests: the test client's run in the test's
+        # own thread and transaction.
+        request_finished.connect(close_request_connections, sender=ASGIHandler)
