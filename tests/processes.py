@@ -330,7 +330,8 @@ class Daphne(Process):
 
 
 class Uvicorn(Daphne):
-    """The same instance served by uvicorn, the faster option (bench/servers.py)."""
+    """The same instance served by uvicorn, the faster option, as
+    docs/scaling.md runs it."""
 
     def command(self):
         return [
@@ -344,6 +345,10 @@ class Uvicorn(Daphne):
             str(self.port),
             "--ws",
             "websockets-sansio",
+            "--ws-per-message-deflate",
+            "false",
+            "--ws-max-size",
+            "65536",
             "--lifespan",
             "off",
             "--no-access-log",
