@@ -115,8 +115,7 @@ async def test_a_reader_that_stops_is_dropped_and_catches_up(server, room):
 
         async def say_and_see():
             nonlocal peak
-            # Random, so that a compressed connection (uvicorn negotiates
-            # permessage-deflate) carries as many bytes.
+            # Random, so that no compression on the way could shrink it.
             text = (
                 f"{len(sent):05d} " + secrets.token_urlsafe(TEXT_LENGTH)[:TEXT_LENGTH]
             )
