@@ -435,3 +435,19 @@ async def test_failed_join_leaves_no_presence_and_can_be_retried(
     assert await database_sync_to_async(Connection.objects.count)() == 0
     welcome = await client.join("dora")
     assert welcome["users"] == ["dora"]
+
+
+async def test_signed_in_user_joins_under_their_username(make_client, general):
+    from django.test import Client as HttpClient
+
+    def sign_in():
+        get_user_model().objects.create_user(username="Mod", password="x-secret-123")
+        http = HttpClient()
+        assert http.login(username="Mod", password="x-secret-123")
+        page = http.get("/rooms/general/")
+        assert b'"nickname": "Mod"' in page.content
+        return http.cookies["sessionid"].value
+
+    session = await database_sync_to_async(sign_in)()
+    client = await make_client(session_key=session)
+    assert (await client.join("mod"))["nickname"] == "mod"
