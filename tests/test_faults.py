@@ -266,6 +266,7 @@ async def heartbeat_ages(database):
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.timeout(180)
 async def test_mass_typing_and_disconnect_leave_no_stale_state(
     make_cluster, room, database, clients
 ):
@@ -354,8 +355,12 @@ async def test_mass_typing_and_disconnect_leave_no_stale_state(
         assert "layer_receive_failed" not in server.log()
 
 
-# The issue asks for 60 s of overload; that was measured once (the figures are
-# in docs) and behaves as the first seconds do, so the suite keeps it short.
+# The issue asks for 60 s of overload. Measured once at 60 s on this 2-core
+# machine (about 145 messages/s offered to 100 sockets): resident memory stayed
+# flat (+10-18 MiB per instance) on SQLite and PostgreSQL; on SQLite live delivery
+# stayed under 4 s, on PostgreSQL the saves' backlog grew to 40 s (each save holds
+# the room's row lock). The suite runs 15 s: the same behaviour, a quarter of the
+# time.
 OVERLOAD_SECONDS = 15
 OVERLOAD_CLIENTS = 100
 # Each hub's queue in Redis holds at most this many events: past it, Redis
@@ -461,5 +466,8 @@ def _stamp(text):
 
 def _spread(seconds):
     values = sorted(seconds)
-    pick = lambda q: values[min(len(values) - 1, int(len(values) * q))]  # noqa: E731
+
+    def pick(fraction):
+        return values[min(len(values) - 1, int(len(values) * fraction))]
+
     return f"p50 {pick(0.5):.2f}s p99 {pick(0.99):.2f}s max {values[-1]:.2f}s"
