@@ -189,9 +189,8 @@ def _next_seq(room_id):
     """
     Take the room's next seq: None when the room is archived (or gone).
 
-    One statement (it ran as two, and the save as four, before: the send path's
-    database time halved, bench/run.py): the row lock it takes orders concurrent
-    senders, so seqs are handed out without gaps and commit in order.
+    The row lock this update takes orders concurrent senders, so seqs are handed
+    out without gaps and commit in order.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -203,6 +202,53 @@ def _next_seq(room_id):
     return row[0] if row else None
 
 
+def _insert_with_next_seq(message):
+    """
+    PostgreSQL: take the seq and insert the message in one statement.
+
+    Its row lock is then held for one statement and the commit, not for a round
+    trip back to Python between two: under overload, senders queued behind a
+    holder waiting for its thread (save delays grew past 40 s, tests/test_faults.py).
+    """
+    room, table = Room._meta.db_table, Message._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH room AS (UPDATE {room} SET last_seq = last_seq + 1 "  # noqa: S608 - the table names are the models'
+            "WHERE id = %s AND NOT archived RETURNING last_seq) "
+            f"INSERT INTO {table} "
+            "(room_id, seq, nickname, text, created, client_id, visitor) "
+            "SELECT %s, last_seq, %s, %s, %s, %s, %s FROM room RETURNING id, seq",
+            [
+                message.room_id,
+                message.room_id,
+                message.nickname,
+                message.text,
+                message.created,
+                message.client_id,
+                message.visitor,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    message.pk, message.seq = row
+    message._state.adding = False
+    return message
+
+
+def _insert(message):
+    # Atomic either way: a duplicate client_id rolls back the seq it took, also
+    # when the caller is inside a transaction of its own.
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            return _insert_with_next_seq(message)
+        message.seq = _next_seq(message.room_id)
+        if message.seq is None:
+            return None
+        message.save(force_insert=True)
+        return message
+
+
 def message_save(*, room_id, nickname, visitor, text, client_id=""):
     """
     Save a message with the room's next seq; (message, created).
@@ -211,29 +257,28 @@ def message_save(*, room_id, nickname, visitor, text, client_id=""):
     message instead of a second copy: a resend after a reconnect is not a new
     message.
     """
+    message = Message(
+        room_id=room_id,
+        nickname=nickname,
+        text=text,
+        client_id=client_id,
+        visitor=visitor,
+        created=timezone.now(),
+    )
     try:
-        with transaction.atomic():
-            seq = _next_seq(room_id)
-            if seq is None:
-                raise ProtocolError(protocol.ROOM_ARCHIVED, _("This room is archived."))
-            message = Message.objects.create(
-                room_id=room_id,
-                seq=seq,
-                nickname=nickname,
-                text=text,
-                client_id=client_id,
-                visitor=visitor,
-            )
+        saved = _insert(message)
     except IntegrityError:
         if not client_id:
             raise
         # Saved before: the constraint on (room, visitor, client_id) caught it, and
-        # the seq taken above went back with the rollback.
+        # the seq taken with it went back with the rollback.
         saved = Message.objects.get(
             room_id=room_id, visitor=visitor, client_id=client_id
         )
         return saved, False
-    return message, True
+    if saved is None:
+        raise ProtocolError(protocol.ROOM_ARCHIVED, _("This room is archived."))
+    return saved, True
 
 
 def messages_deleted(*, room_ids_by_message):
@@ -300,6 +345,13 @@ async def announce_departure(departure):
     )
 
 
+# Messages of this process waiting for the database, at most. Past it a message
+# is refused at once with `unavailable` instead of queueing: the send path's
+# bound, as the send buffer is the delivery path's.
+MAX_SAVES_WAITING = 100
+_saves_waiting = 0
+
+
 async def post(*, room, nickname, visitor, text, client_id):
     """
     Save a message, then ring the room's doorbell; (message frame, delivered).
@@ -307,13 +359,23 @@ async def post(*, room, nickname, visitor, text, client_id):
     delivered is False when the room was not told: a resend of a message saved
     before, or a channel layer that could not take the event.
     """
-    message, created = await database_sync_to_async(message_save)(
-        room_id=room.pk,
-        nickname=nickname,
-        visitor=visitor,
-        text=text,
-        client_id=client_id,
-    )
+    global _saves_waiting
+    if _saves_waiting >= MAX_SAVES_WAITING:
+        raise ProtocolError(
+            protocol.UNAVAILABLE,
+            _("The server is busy; that message was not sent. Try again shortly."),
+        )
+    _saves_waiting += 1
+    try:
+        message, created = await database_sync_to_async(message_save)(
+            room_id=room.pk,
+            nickname=nickname,
+            visitor=visitor,
+            text=text,
+            client_id=client_id,
+        )
+    finally:
+        _saves_waiting -= 1
     frame = protocol.message_frame(message, room.slug)
     delivered = created and await events.room_send(room.pk, frame)
     return frame, delivered
