@@ -3,6 +3,7 @@ from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from . import services
 from .models import Message, Room
 
 
@@ -44,6 +45,12 @@ class MessageAdmin(admin.ModelAdmin):
     readonly_fields = ["room", "seq", "nickname", "created", "text", "client_id"]
     fields = ["room", "seq", "nickname", "created", "text", "client_id"]
     ordering = ["-created"]
+
+    def delete_model(self, request, obj):
+        services.messages_delete(messages=Message.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        services.messages_delete(messages=queryset)
 
     def has_add_permission(self, request):
         # Messages come from the chat, where they take their seq.

@@ -1,3 +1,4 @@
+import asyncio
 import logging
 import uuid
 
@@ -76,7 +77,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if room is None:
             await self.refuse(
                 protocol.ROOM_NOT_FOUND,
-                _("There is no room called %(slug)s.") % {"slug": slug},
+                _("There is no room called %(slug)s.") % {"slug": slug}
+                if slug
+                else _("There is no room at this address."),
                 protocol.CLOSE_ROOM_NOT_FOUND,
             )
         elif room.archived:
@@ -95,11 +98,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def leave_room(self):
         if self.nickname is None:
             return
-        await get_hub().detach(self.room.pk, self)
         self.nickname = None
+        await get_hub().detach(self.room.pk, self)
         try:
             await services.leave(connection_id=self.connection_id)
-        # The instance sweep removes the presence later.
+        # The hub's heartbeat prunes the connection later (chat/hub.py).
         except Exception as exc:  # noqa: BLE001 - logged by failed()
             self.failed("leave_failed", exc)
 
@@ -137,14 +140,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await hub.attach(self.room.pk, self)
         try:
             page = await database_sync_to_async(self._welcome_history)(frame.last_seq)
-            presence = await services.join(
-                room=self.room,
-                nickname=frame.nickname,
-                visitor=self.visitor,
-                user=self.user,
-                connection_id=self.connection_id,
-                instance=self.instance,
-            )
+            presence = await self.record_presence(frame.nickname)
         except BaseException:
             await hub.detach(self.room.pk, self)
             self.backlog = []
@@ -252,19 +248,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.close(code=event.close)
                 return
 
+    def record_presence(self, nickname):
+        return services.join(
+            room=self.room,
+            nickname=nickname,
+            visitor=self.visitor,
+            user=self.user,
+            connection_id=self.connection_id,
+            instance=self.instance,
+        )
+
     async def restore_presence(self):
         """Record this socket's presence again after the instance was reaped."""
         if self.nickname is None:
             return
         try:
-            await services.join(
-                room=self.room,
-                nickname=self.nickname,
-                visitor=self.visitor,
-                user=self.user,
-                connection_id=self.connection_id,
-                instance=self.instance,
-            )
+            await self.record_presence(self.nickname)
         except ProtocolError as exc:
             # Someone else took the nickname meanwhile: this socket must rejoin.
             await self.send_frame(protocol.error_frame(exc.code, exc.message))
@@ -276,7 +275,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.log("too_slow", level=logging.WARNING, buffered=self.socket.buffered())
         await self.close(code=protocol.CLOSE_TOO_SLOW)
         self.socket.cut_later()
-        await self.leave_room()
+        # Not awaited here: this runs inside the hub's fan-out, which must not
+        # wait for the database.
+        self.leaving = asyncio.create_task(self.leave_room())
 
     async def send_frame(self, frame):
         await self.send(text_data=protocol.encode(frame))

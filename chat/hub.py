@@ -8,9 +8,9 @@ every event) per recipient. The hub receives each event once per process,
 encodes its JSON once, and writes it to every local socket of the room; the
 fan-out path never touches the database.
 
-Events that come together (within FLUSH_SECONDS of the room's last write) go out
-together: one write per socket for the lot, when the server lets the hub write
-pre-framed bytes (chat/transport.py).
+Events that come together (while the hub writes, or within FLUSH_SECONDS of its
+last write) go out together: one write per socket for each room's lot, when the
+server lets the hub write pre-framed bytes (chat/transport.py).
 
 The hub also keeps the process's heartbeat in the database, and sweeps the
 presence of instances that stopped beating (killed, or cut off).
@@ -21,10 +21,12 @@ import atexit
 import contextlib
 import logging
 import weakref
+from datetime import timedelta
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.utils import timezone
 
 from . import events, protocol, services
 from .health import cause
@@ -37,9 +39,9 @@ logger = logging.getLogger(__name__)
 # such a restart.
 GROUP_REFRESH_SECONDS = 2.0
 RETRY_SECONDS = 0.5
-# After writing a room's events, the hub gathers the next ones for this long.
-# Idle rooms pay nothing (the first event goes at once); busy ones get several
-# events per socket write.
+# After each write round, the hub gathers the next events for this long. An idle
+# hub pays nothing (the first event goes at once); a busy one gets several events
+# per socket write.
 FLUSH_SECONDS = 0.005
 # Events waiting to be written, at most; past it new ones are dropped and
 # clients catch up by seq. It bounds memory under overload: the pub/sub layer
@@ -137,6 +139,7 @@ class Hub:
         self.instance = settings.CHAT_INSTANCE_ID
         self.rooms = {}
         self.channel = None
+        self.subscriptions = {}
         self.pending = {}
         self.pending_count = 0
         self.dropped = 0
@@ -181,10 +184,14 @@ class Hub:
 
     async def attach(self, room_id, consumer):
         await self._start()
-        local = self.rooms.setdefault(room_id, set())
-        local.add(consumer)
-        if len(local) == 1:
-            await self._group_add(room_id)
+        self.rooms.setdefault(room_id, set()).add(consumer)
+        # Every socket that attaches waits for the room's subscription (made by
+        # the first), so none reads history before events flow to this process.
+        subscribed = self.subscriptions.get(room_id)
+        if subscribed is None:
+            subscribed = asyncio.ensure_future(self._group_add(room_id))
+            self.subscriptions[room_id] = subscribed
+        await asyncio.shield(subscribed)
 
     async def detach(self, room_id, consumer):
         local = self.rooms.get(room_id)
@@ -193,6 +200,7 @@ class Hub:
         local.discard(consumer)
         if not local:
             del self.rooms[room_id]
+            self.subscriptions.pop(room_id, None)
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(events.group_name(room_id), self.channel)
 
@@ -224,12 +232,12 @@ class Hub:
         if self.pending_count >= MAX_PENDING_EVENTS:
             self.dropped += 1
             return
-        self.pending_count += 1
         try:
             self.pending.setdefault(room_id, []).append(Event(event))
         except (KeyError, TypeError, ValueError, AttributeError):
             logger.warning("hub_bad_event room=%s", room_id)
             return
+        self.pending_count += 1
         self._wake.set()
 
     async def _flush(self):
@@ -273,6 +281,13 @@ class Hub:
             departures = await database_sync_to_async(
                 services.instances_sweep, thread_sensitive=False
             )()
+            departures += await database_sync_to_async(
+                services.instance_connections_prune, thread_sensitive=False
+            )(
+                instance=self.instance,
+                serving=[c.connection_id for room in self.rooms.values() for c in room],
+                older_than=timezone.now() - timedelta(minutes=1),
+            )
         except Exception as exc:  # noqa: BLE001 - the database comes back
             logger.warning(
                 "heartbeat_failed instance=%s cause=%s", self.instance, cause(exc)
@@ -286,4 +301,7 @@ class Hub:
             logger.warning("instance_restored instance=%s", self.instance)
             for local in list(self.rooms.values()):
                 for consumer in list(local):
-                    await consumer.restore_presence()
+                    try:
+                        await consumer.restore_presence()
+                    except Exception as exc:  # noqa: BLE001 - the next socket's turn
+                        logger.warning("restore_failed cause=%s", cause(exc))

@@ -53,6 +53,24 @@ def instances_sweep():
     )
 
 
+def instance_connections_prune(*, instance, serving, older_than):
+    """
+    Forget connections this instance recorded but no longer serves (their leave
+    failed, say in a database outage); who left which room, as the sweep says.
+    Only connections opened before `older_than`: a younger one may belong to a
+    socket still joining.
+    """
+    recorded = Connection.objects.filter(
+        instance_id=instance, opened__lt=older_than
+    ).values_list("id", flat=True)
+    departures = []
+    for connection_id in set(recorded) - set(serving):
+        departure = room_leave(connection_id=connection_id)
+        if departure:
+            departures.append(departure)
+    return departures
+
+
 @dataclass(frozen=True)
 class Departure:
     room_id: int
@@ -281,13 +299,20 @@ def message_save(*, room_id, nickname, visitor, text, client_id=""):
     return saved, True
 
 
-def messages_deleted(*, room_ids_by_message):
-    """Announce messages that were deleted (by a moderator in the admin)."""
+def messages_delete(*, messages):
+    """
+    Delete messages (a moderator's doing) and take them off connected screens:
+    one `deleted` event per room once the deletion commits.
+    """
     by_room = {}
-    for message_id, room_id in room_ids_by_message.items():
+    for message_id, room_id in messages.values_list("pk", "room_id"):
         by_room.setdefault(room_id, []).append(message_id)
-    for room_id, ids in by_room.items():
-        events.room_send_sync(room_id, {"type": protocol.DELETED, "ids": sorted(ids)})
+    with transaction.atomic():
+        messages.delete()
+        for room_id, ids in by_room.items():
+            events.room_send_sync(
+                room_id, {"type": protocol.DELETED, "ids": sorted(ids)}
+            )
 
 
 def room_closed(*, room_id):

@@ -1,15 +1,10 @@
-"""Moderation done in the admin (or anywhere else) reaches connected clients."""
+"""A room archived or deleted (in the admin or anywhere else) closes its sockets."""
 
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from . import services
-from .models import Message, Room
-
-
-@receiver(post_delete, sender=Message)
-def message_deleted(sender, instance, **kwargs):
-    services.messages_deleted(room_ids_by_message={instance.pk: instance.room_id})
+from .models import Room
 
 
 @receiver(pre_save, sender=Room)

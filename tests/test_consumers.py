@@ -316,7 +316,9 @@ async def test_deleting_a_message_removes_it_live(joined):
     bob = await joined("bob")
     await alice.say("oops")
     frame = await bob.expect("message")
-    await database_sync_to_async(Message.objects.filter(pk=frame["id"]).delete)()
+    await database_sync_to_async(services.messages_delete)(
+        messages=Message.objects.filter(pk=frame["id"])
+    )
     assert await bob.expect("deleted") == {"type": "deleted", "ids": [frame["id"]]}
 
 
@@ -451,3 +453,24 @@ async def test_signed_in_user_joins_under_their_username(make_client, general):
     session = await database_sync_to_async(sign_in)()
     client = await make_client(session_key=session)
     assert (await client.join("mod"))["nickname"] == "mod"
+
+
+async def test_heartbeat_prunes_a_connection_whose_leave_failed(
+    joined, general, settings
+):
+    alice = await joined("alice")
+
+    def orphan():
+        # What a leave that failed (a database outage) leaves behind.
+        member = Member.objects.create(room=general, nickname="gone", visitor="v")
+        Connection.objects.create(
+            id="orphan",
+            member=member,
+            instance_id=settings.CHAT_INSTANCE_ID,
+            opened=timezone.now() - timedelta(minutes=5),
+        )
+
+    await database_sync_to_async(orphan)()
+    await get_hub().beat()
+    assert (await alice.expect("left", nickname="gone"))["participants"] == 1
+    assert await database_sync_to_async(Connection.objects.count)() == 1
