@@ -3,9 +3,10 @@
 #   az webapp config set ... --startup-file "bash startup.sh"
 # App Service runs it in the deployed app's folder with the build's packages
 # importable, PORT set to the port its front end forwards to and WEBSITE_HOSTNAME
-# to the app's host name. docs/deploy-azure.md has the rest. Everything runs as
-# "python -m ...": that works whether the build's virtual environment is
-# activated or only on PYTHONPATH.
+# to the app's host name. docs/deploy-azure.md has the rest. Everything runs
+# through the python on PATH ("python manage.py ...", "python -m daphne"), never
+# through an installed console script such as "daphne": that works whether the
+# build's virtual environment is activated or only on PYTHONPATH.
 set -euo pipefail
 cd "$(dirname "$0")"
 
