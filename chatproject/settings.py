@@ -301,8 +301,6 @@ STORAGES = {
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SECURE_SSL_REDIRECT = _typed("SECURE_SSL_REDIRECT", env.bool, True)
-    # The probes answer plain HTTP from the platform's internal addresses.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     # Cookies only over https. SECURE_COOKIES=0 is for a production-like run
     # served over plain http (a loopback test server, a private network).
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _typed(
@@ -333,6 +331,13 @@ CHAT_SEND_BUFFER_BYTES = _positive_int("CHAT_SEND_BUFFER_BYTES", 1024 * 1024)
 # and its connections leave the rooms' presence.
 CHAT_HEARTBEAT_SECONDS = _positive_float("CHAT_HEARTBEAT_SECONDS", 10.0)
 CHAT_INSTANCE_TIMEOUT_SECONDS = _positive_float("CHAT_INSTANCE_TIMEOUT_SECONDS", 30.0)
+if CHAT_INSTANCE_TIMEOUT_SECONDS < 2 * CHAT_HEARTBEAT_SECONDS:
+    # Live instances would take each other for dead between two beats.
+    raise ImproperlyConfigured(
+        "CHAT_INSTANCE_TIMEOUT_SECONDS must be at least twice "
+        f"CHAT_HEARTBEAT_SECONDS ({CHAT_HEARTBEAT_SECONDS} s), got "
+        f"{CHAT_INSTANCE_TIMEOUT_SECONDS} s."
+    )
 CHAT_INSTANCE_ID = env.str(
     "CHAT_INSTANCE_ID",
     default=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",

@@ -13,6 +13,7 @@ const strings = Object.fromEntries(
 );
 
 const TYPING_IDLE_MS = 400;
+const RESEND_AFTER_MS = 3000;
 // A long burst of typing repeats its signal, so that a reader who joined
 // meanwhile, or missed a stop, is right again soon.
 const TYPING_REPEAT_MS = 3000;
@@ -341,8 +342,16 @@ const handlers = {
   },
   error(frame) {
     const refused = frame.client_id && pending.get(frame.client_id);
-    if (refused) {
-      // This message was not saved: show it as not sent, and never resend it.
+    if (refused && frame.code === "unavailable") {
+      // Not saved this time (the server was busy or away): it stays pending
+      // and goes again, with the same client_id, shortly.
+      setTimeout(() => {
+        if (pending.has(frame.client_id) && joined) {
+          send({ type: "message", text: refused.text, client_id: frame.client_id });
+        }
+      }, RESEND_AFTER_MS);
+    } else if (refused) {
+      // Refused for good: show it as not sent, and never resend it.
       pending.delete(frame.client_id);
       refused.element.classList.replace("pending", "failed");
       refused.element.title = frame.message;
