@@ -50,26 +50,31 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_until(check, timeout, what, interval=0.05):
-    """Poll a condition until it holds; fail the test with `what` otherwise."""
+def _polls(check, timeout, what):
+    """check()'s results, one per poll, up to the first true one; fails the test
+    with `what` once `timeout` seconds have passed without it. The caller waits
+    between polls, as fits its kind of code."""
     deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
+    while not (result := check()):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        yield result
+    yield result
+
+
+def wait_until(check, timeout, what, interval=0.05):
+    """Poll a condition until it holds; fail the test with `what` otherwise."""
+    for result in _polls(check, timeout, what):
+        if result:
+            return result
         time.sleep(interval)
 
 
 async def wait_until_async(check, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
+    """wait_until for async code: the event loop runs between polls."""
+    for result in _polls(check, timeout, what):
         if result:
             return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
 
 
