@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -444,16 +445,32 @@ class Cluster:
         return {server.name: server.rss() for server in self.live_servers()}
 
 
-@contextlib.contextmanager
-def shared_database(tmp_path_factory):
-    """A migrated throwaway database, dropped on the way out."""
-    workdir = tmp_path_factory.mktemp("procdb")
-    database = Database(workdir)
+# Fixtures of the test modules that start processes; a module takes them by
+# importing these functions (pytest knows them by their `name`).
+
+
+@pytest.fixture(scope="module", name="database")
+def fixture_database(tmp_path_factory):
+    """A migrated throwaway database for the module's processes, dropped after."""
+    database = Database(tmp_path_factory.mktemp("procdb"))
     try:
         database.create(server_env(database, ""))
         yield database
     finally:
         database.drop()
+
+
+class FreshRoom(NamedTuple):
+    slug: str
+    id: int
+
+
+@pytest.fixture(name="room")
+def fixture_room(database):
+    """A fresh room, so tests that share the module's database do not share
+    counts."""
+    slug = f"r-{uuid.uuid4().hex[:8]}"
+    return FreshRoom(slug, database.create_room(slug))
 
 
 def static_env():

@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import random
 import time
-import uuid
 
 import pytest
 from django.conf import settings
@@ -20,9 +19,10 @@ from .processes import (
     INSTANCE_TIMEOUT_SECONDS,
     ChatClient,
     Cluster,
+    fixture_database,  # noqa: F401 - a pytest fixture
+    fixture_room,  # noqa: F401 - a pytest fixture
     http_get,
     session_cookie,
-    shared_database,
     stamped,
     static_env,
     wait_until_async,
@@ -34,19 +34,6 @@ pytestmark = pytest.mark.processes
 # what these tests are about.
 FAST_SENDERS = {"CHAT_RATE_BURST": 1000, "CHAT_RATE_PER_SECOND": 1000}
 OUTAGE_MESSAGES = 6
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    with shared_database(tmp_path_factory) as database:
-        yield database
-
-
-@pytest.fixture
-def room(database):
-    slug = f"r-{uuid.uuid4().hex[:8]}"
-    room_id = database.create_room(slug)
-    return slug, room_id
 
 
 @pytest.fixture

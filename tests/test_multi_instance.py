@@ -7,15 +7,16 @@ import uuid
 
 import pytest
 
-from .processes import ChatClient, Cluster, session_cookie, shared_database, static_env
+from .processes import (
+    ChatClient,
+    Cluster,
+    fixture_database,  # noqa: F401 - a pytest fixture
+    fixture_room,  # noqa: F401 - a pytest fixture
+    session_cookie,
+    static_env,
+)
 
 pytestmark = pytest.mark.processes
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    with shared_database(tmp_path_factory) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +24,6 @@ def cluster(database, tmp_path_factory, _collected_static):
     workdir = tmp_path_factory.mktemp("cluster")
     with Cluster(workdir, database, env=static_env()) as cluster:
         yield cluster
-
-
-@pytest.fixture
-def room(database):
-    slug = f"r-{uuid.uuid4().hex[:8]}"
-    database.create_room(slug)
-    return slug
 
 
 @pytest.fixture
@@ -51,8 +45,9 @@ async def test_messages_reach_both_instances_once_in_seq_order(
     cluster, room, database, clients
 ):
     a, b = cluster.servers
-    alice = await clients("alice", room, a, cookie=await session_cookie(a, room))
-    bob = await clients("bob", room, b, cookie=await session_cookie(b, room))
+    slug = room.slug
+    alice = await clients("alice", slug, a, cookie=await session_cookie(a, slug))
+    bob = await clients("bob", slug, b, cookie=await session_cookie(b, slug))
     await alice.expect("joined", nickname="bob", participants=2)
 
     texts = []
@@ -79,16 +74,13 @@ async def test_messages_reach_both_instances_once_in_seq_order(
     for client in (alice, bob):
         await client.expect("message", text="last", seq=11)
         assert len(client.of_type("message")) == 11
-    stored = database.count(
-        "chat_message", "room_id = (SELECT id FROM chat_room WHERE slug = %s)", (room,)
-    )
-    assert stored == 11
+    assert database.count("chat_message", "room_id = %s", (room.id,)) == 11
 
 
 async def test_typing_joined_and_left_cross_instances(cluster, room, clients):
     a, b = cluster.servers
-    alice = await clients("alice", room, a)
-    bob = await clients("bob", room, b)
+    alice = await clients("alice", room.slug, a)
+    bob = await clients("bob", room.slug, b)
     assert await alice.expect("joined", nickname="bob") == {
         "type": "joined",
         "nickname": "bob",
@@ -117,8 +109,8 @@ async def test_nothing_leaks_into_another_room(cluster, room, database, clients)
     a, b = cluster.servers
     other = f"o-{uuid.uuid4().hex[:8]}"
     database.create_room(other)
-    alice = await clients("alice", room, a)
-    bob = await clients("bob", room, b)
+    alice = await clients("alice", room.slug, a)
+    bob = await clients("bob", room.slug, b)
     # Bystanders in the other room, one on each instance.
     carol = await clients("carol", other, a)
     dave = await clients("dave", other, b)
@@ -146,8 +138,8 @@ async def test_nothing_leaks_into_another_room(cluster, room, database, clients)
 
 async def test_counts_and_users_across_instances(cluster, room, clients):
     a, b = cluster.servers
-    alice = await clients("alice", room, a)
-    bob_welcome_from = await clients("bob", room, b)
+    alice = await clients("alice", room.slug, a)
+    bob_welcome_from = await clients("bob", room.slug, b)
     welcome = bob_welcome_from.of_type("welcome")[0]
     assert welcome["participants"] == 2
     assert welcome["users"] == ["alice", "bob"]
@@ -158,11 +150,11 @@ async def test_counts_and_users_across_instances(cluster, room, clients):
 
 async def test_two_tabs_on_two_instances_count_once(cluster, room, clients):
     a, b = cluster.servers
-    alice = await clients("alice", room, a)
-    cookie = await session_cookie(a, room)
-    tab_a = await clients("erin", room, a, cookie=cookie)
+    alice = await clients("alice", room.slug, a)
+    cookie = await session_cookie(a, room.slug)
+    tab_a = await clients("erin", room.slug, a, cookie=cookie)
     await alice.expect("joined", nickname="erin", participants=2)
-    tab_b = await clients("erin", room, b, cookie=cookie)
+    tab_b = await clients("erin", room.slug, b, cookie=cookie)
     welcome = tab_b.of_type("welcome")[0]
     assert welcome["participants"] == 2
     assert welcome["users"] == ["alice", "erin"]

@@ -7,7 +7,6 @@ REDIS_SSL_CA_CERTS).
 
 import shutil
 import subprocess
-import uuid
 
 import pytest
 
@@ -16,9 +15,10 @@ from .processes import (
     Cluster,
     Daphne,
     RedisServer,
+    fixture_database,  # noqa: F401 - a pytest fixture
+    fixture_room,  # noqa: F401 - a pytest fixture
     password_url,
     require_redis_server,
-    shared_database,
     static_env,
     wait_until,
 )
@@ -66,19 +66,13 @@ def make_certificates(workdir, name="ca"):
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    require_redis_server()
-    with shared_database(tmp_path_factory) as database:
-        yield database
-
-
-@pytest.fixture(scope="module")
 def certificates(tmp_path_factory):
+    require_redis_server()  # skip before anything is made for it
     return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
-def cluster(database, certificates, tmp_path, _collected_static):
+def cluster(certificates, database, tmp_path, _collected_static):
     redis = RedisServer(tmp_path, tls=certificates, password=ACCESS_KEY)
     env = {**static_env(), "REDIS_SSL_CA_CERTS": certificates["ca"]}
     with Cluster(
@@ -91,12 +85,10 @@ def cluster(database, certificates, tmp_path, _collected_static):
         yield cluster
 
 
-async def test_two_instances_chat_through_tls_redis_with_a_key(cluster, database):
-    slug = f"tls-{uuid.uuid4().hex[:8]}"
-    database.create_room(slug)
+async def test_two_instances_chat_through_tls_redis_with_a_key(cluster, room):
     a, b = cluster.servers
-    alice = ChatClient("alice", slug)
-    bob = ChatClient("bob", slug)
+    alice = ChatClient("alice", room.slug)
+    bob = ChatClient("bob", room.slug)
     try:
         await alice.connect(a)
         await bob.connect(b)
@@ -113,9 +105,7 @@ async def test_two_instances_chat_through_tls_redis_with_a_key(cluster, database
         assert "layer_" not in server.log()
 
 
-async def test_a_certificate_from_another_authority_is_refused(
-    cluster, database, tmp_path
-):
+async def test_a_certificate_from_another_authority_is_refused(cluster, room, tmp_path):
     """Verification is on: an instance trusting another CA cannot use Redis."""
     (tmp_path / "other").mkdir()
     other = make_certificates(tmp_path / "other", name="other")
@@ -123,9 +113,7 @@ async def test_a_certificate_from_another_authority_is_refused(
     stranger = Daphne("stranger", tmp_path, env)
     try:
         stranger.start()
-        slug = f"tls-{uuid.uuid4().hex[:8]}"
-        database.create_room(slug)
-        carol = ChatClient("carol", slug)
+        carol = ChatClient("carol", room.slug)
         try:
             await carol.connect(stranger)
             # Her own message is still saved and echoed to her, without Redis.

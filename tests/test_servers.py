@@ -8,7 +8,6 @@ or a scale-in does).
 import asyncio
 import signal
 import time
-import uuid
 
 import pytest
 
@@ -17,8 +16,9 @@ from .processes import (
     Cluster,
     Daphne,
     Uvicorn,
+    fixture_database,  # noqa: F401 - a pytest fixture
+    fixture_room,  # noqa: F401 - a pytest fixture
     session_cookie,
-    shared_database,
     static_env,
 )
 
@@ -30,19 +30,6 @@ INSTANCE_TIMEOUT_SECONDS = 60
 # A stopping instance's users leave everyone's presence within this. Daphne and
 # uvicorn stop in about a second; the rest is slack for a loaded machine.
 LEFT_WITHIN_SECONDS = 15
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    with shared_database(tmp_path_factory) as database:
-        yield database
-
-
-@pytest.fixture
-def room(database):
-    slug = f"srv-{uuid.uuid4().hex[:8]}"
-    database.create_room(slug)
-    return slug
 
 
 @pytest.fixture
@@ -85,8 +72,8 @@ async def test_daphne_and_uvicorn_users_chat_both_ways(
 ):
     cluster = make_cluster(Daphne, Uvicorn)
     daphne, uvicorn = cluster.servers
-    alice = await clients("alice", room, daphne)
-    bob = await clients("bob", room, uvicorn)
+    alice = await clients("alice", room.slug, daphne)
+    bob = await clients("bob", room.slug, uvicorn)
     assert bob.of_type("welcome")[0]["users"] == ["alice", "bob"]
     # Arrivals cross both ways.
     assert await alice.expect("joined", nickname="bob") == {
@@ -94,7 +81,7 @@ async def test_daphne_and_uvicorn_users_chat_both_ways(
         "nickname": "bob",
         "participants": 2,
     }
-    erin = await clients("erin", room, daphne)
+    erin = await clients("erin", room.slug, daphne)
     await bob.expect("joined", nickname="erin", participants=3)
 
     # So does typing; the typist is not told of their own.
@@ -124,9 +111,8 @@ async def test_daphne_and_uvicorn_users_chat_both_ways(
     stored = [
         text
         for (text,) in database.query(
-            "SELECT text FROM chat_message WHERE room_id = "
-            "(SELECT id FROM chat_room WHERE slug = %s) ORDER BY seq",
-            (room,),
+            "SELECT text FROM chat_message WHERE room_id = %s ORDER BY seq",
+            (room.id,),
         )
     ]
     assert sorted(stored) == sorted(said["alice"] + said["bob"])
@@ -171,9 +157,9 @@ async def test_stopped_instance_users_leave_at_once(
         CHAT_INSTANCE_TIMEOUT_SECONDS=INSTANCE_TIMEOUT_SECONDS,
     )
     stopping, staying = cluster.servers
-    alice = await clients("alice", room, stopping)
-    carol = await clients("carol", room, stopping)
-    bob = await clients("bob", room, staying)
+    alice = await clients("alice", room.slug, stopping)
+    carol = await clients("carol", room.slug, stopping)
+    bob = await clients("bob", room.slug, staying)
     await alice.expect("joined", nickname="bob", participants=3)
     await alice.say("before the stop")
     await bob.expect("message", text="before the stop")
@@ -204,7 +190,7 @@ async def test_stopped_instance_users_leave_at_once(
         # raising SIGTERM again, which runs no exit hook: its consumers left
         # one by one, and its empty row waits for the other instances' sweep.)
         assert database.count("chat_instance", "name = %s", (stopping.name,)) == 0
-    dave = await clients("dave", room, staying)
+    dave = await clients("dave", room.slug, staying)
     assert dave.of_type("welcome")[0]["users"] == ["bob", "dave"]
     assert not cluster.tracebacks()
     print(

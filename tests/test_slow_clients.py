@@ -10,7 +10,6 @@ import json
 import secrets
 import socket
 import time
-import uuid
 
 import pytest
 
@@ -19,9 +18,10 @@ from .processes import (
     Cluster,
     Daphne,
     Uvicorn,
+    fixture_database,  # noqa: F401 - a pytest fixture
+    fixture_room,  # noqa: F401 - a pytest fixture
     http_get,
     session_cookie,
-    shared_database,
     static_env,
     wait_until_async,
 )
@@ -48,18 +48,6 @@ TCP_CLOSE = 7
 # Small enough that the kernel's buffers for the stalled socket fill at once.
 FROZEN_RCVBUF = 4096
 FROZEN_MSS = 1400
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    with shared_database(tmp_path_factory) as database:
-        yield database
-
-
-@pytest.fixture
-def room(database):
-    slug = f"slow-{uuid.uuid4().hex[:8]}"
-    return slug, database.create_room(slug)
 
 
 @pytest.fixture(params=[Daphne, Uvicorn], ids=["daphne", "uvicorn"])
