@@ -481,6 +481,25 @@ def static_env():
     return {"STATIC_ROOT": settings.STATIC_ROOT}
 
 
+def show_settings(env, *names):
+    """Django set up in a fresh interpreter with `env` (and nothing else of this
+    test run), as a server process starts; the finished process, whose output is
+    the named settings as JSON."""
+    code = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}, "
+        "default=str))"
+    )
+    return subprocess.run(
+        [PYTHON, "-c", code],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "chatproject.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 # HTTP -------------------------------------------------------------------------
 
 

@@ -90,20 +90,8 @@ def test_with_debug_unset_it_refuses_to_start_and_says_what_to_set(given, missin
 
 
 def settings_of(env, *names):
-    code = (
-        "import json, django; django.setup(); from django.conf import settings; "
-        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))"
-    )
-    env = {**env, "DJANGO_SETTINGS_MODULE": "chatproject.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = processes.show_settings(env, *names)
+    assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 

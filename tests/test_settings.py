@@ -6,13 +6,11 @@ process would start.
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from .processes import show_settings
+
 # Only what decides the outcome of each case is inherited by none of them.
 CONTROLLED = (
     "DEBUG",
@@ -26,30 +24,13 @@ CONTROLLED = (
     "CHAT_RATE_BURST",
     "SECURE_SSL_REDIRECT",
 )
-SHOW_SETTINGS = """
-import json, django
-from django.conf import settings
-django.setup()
-print(json.dumps({
-    "debug": settings.DEBUG,
-    "engine": settings.DATABASES["default"]["ENGINE"],
-    "layers": settings.CHANNEL_LAYERS,
-}, default=str))
-"""
 
 
 def start(**variables):
-    """Set up Django in a new process with these variables; (code, out, err)."""
+    """Set up Django in a new process with these variables; (code, out, err),
+    `out` holding DEBUG, DATABASES and CHANNEL_LAYERS as JSON."""
     env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
-    env |= {"DJANGO_SETTINGS_MODULE": "chatproject.settings", **variables}
-    done = subprocess.run(
-        [sys.executable, "-c", SHOW_SETTINGS],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = show_settings(env | variables, "DEBUG", "DATABASES", "CHANNEL_LAYERS")
     return done.returncode, done.stdout, done.stderr
 
 
@@ -104,9 +85,9 @@ def test_debug_on_needs_neither():
     code, out, err = start(DEBUG="1")
     assert code == 0, err
     settings = json.loads(out)
-    assert settings["debug"] is True
-    assert settings["engine"] == "django.db.backends.sqlite3"
-    assert settings["layers"]["default"]["BACKEND"] == (
+    assert settings["DEBUG"] is True
+    assert settings["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert settings["CHANNEL_LAYERS"]["default"]["BACKEND"] == (
         "channels.layers.InMemoryChannelLayer"
     )
 
@@ -125,7 +106,7 @@ def test_debug_on_needs_neither():
 def test_redis_urls_give_a_redis_channel_layer(url, address):
     code, out, err = start(**PRODUCTION, REDIS_URL=url)
     assert code == 0, err
-    layer = json.loads(out)["layers"]["default"]
+    layer = json.loads(out)["CHANNEL_LAYERS"]["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     (host,) = layer["CONFIG"]["hosts"]
     assert host["address"] == address
