@@ -208,4 +208,13 @@ def main():
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        # uvloop (installed with uvicorn[standard]) hands each socket's bytes to
+        # the client about twice as fast: less of the load generator's own delay
+        # in the latencies it measures.
+        import uvloop
+    except ImportError:
+        pass
+    else:
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     sys.exit(main())

@@ -36,20 +36,20 @@ def _fresh_hub_and_layer():
     yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium():
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def database(chromium, tmp_path_factory):
     with shared_database(tmp_path_factory) as database:
         yield database
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(database, tmp_path_factory, _collected_static):
     daphne = Daphne(
         "browser",
@@ -71,7 +71,7 @@ def running_server(server):
     return server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium):
     from playwright.sync_api import sync_playwright
 
