@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every run behind docs/benchmarks.md, in order (about 15 minutes). Run it on an
+# otherwise idle machine; set DATABASE_URL to measure on PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run() { echo "## $*"; .venv/bin/python bench/run.py --json "$@"; }
+sweep() { echo "## $*"; .venv/bin/python bench/run.py "$@" | grep -E '^(rate|saturation)'; }
+
+for clients in 100 500 1000; do
+  run --clients "$clients" --rate 10 --duration 20
+done
+run --clients 1000 --rate 10 --duration 20 --layer pubsub
+run --clients 1000 --rate 10 --duration 20 --server uvicorn
+run --clients 1000 --rate 10 --duration 20 --server uvicorn --layer pubsub
+sweep --clients 200 --senders 20 --duration 10 --rates 50,100,200,300
+sweep --clients 200 --senders 20 --duration 10 --server uvicorn --rates 100,200,300,400
+sweep --clients 200 --senders 20 --duration 10 --server uvicorn --layer pubsub --rates 100,200,300,400
