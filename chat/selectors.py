@@ -15,11 +15,21 @@ def live_cutoff():
     return timezone.now() - timedelta(seconds=settings.CHAT_INSTANCE_TIMEOUT_SECONDS)
 
 
-def _live_members(room_id):
-    live = Connection.objects.filter(
-        member=OuterRef("pk"), instance__heartbeat__gte=live_cutoff()
+def live_connections(connections=None):
+    """Connections served by an instance that is alive."""
+    connections = Connection.objects.all() if connections is None else connections
+    return connections.filter(instance__heartbeat__gte=live_cutoff())
+
+
+def live_members():
+    """Members with at least one live connection."""
+    return Member.objects.filter(
+        Exists(live_connections().filter(member=OuterRef("pk")))
     )
-    return Member.objects.filter(room_id=room_id).filter(Exists(live))
+
+
+def _live_members(room_id):
+    return live_members().filter(room_id=room_id)
 
 
 def room_get(*, slug):
@@ -29,10 +39,7 @@ def room_get(*, slug):
 
 def rooms_for_lobby():
     """Open rooms with how many people are in each right now."""
-    live = Connection.objects.filter(
-        member=OuterRef("pk"), instance__heartbeat__gte=live_cutoff()
-    )
-    members = Member.objects.filter(Exists(live)).values("pk")
+    members = live_members().values("pk")
     return (
         Room.objects.filter(archived=False)
         .annotate(online=Count("members", filter=Q(members__in=members)))

@@ -150,10 +150,7 @@ def _room_join(room_id, nickname, visitor, connection_id, instance):
         .first()
     )
     if member and member.visitor != visitor:
-        live = member.connections.filter(
-            instance__heartbeat__gte=selectors.live_cutoff()
-        )
-        if live.exists():
+        if selectors.live_connections(member.connections).exists():
             raise ProtocolError(
                 protocol.NICKNAME_TAKEN,
                 _("%(nickname)s is already in this room; choose another nickname.")
@@ -178,8 +175,7 @@ def _room_join(room_id, nickname, visitor, connection_id, instance):
 
 
 def _member_drop_if_gone(member):
-    live = member.connections.filter(instance__heartbeat__gte=selectors.live_cutoff())
-    if live.exists():
+    if selectors.live_connections(member.connections).exists():
         return None
     room_id, nickname = member.room_id, member.nickname
     member.delete()
