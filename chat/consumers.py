@@ -47,8 +47,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.messages_bucket = TokenBucket(
             burst=settings.CHAT_RATE_BURST, rate=settings.CHAT_RATE_PER_SECOND
         )
-        # Typing signals beyond this are dropped without a word.
-        self.typing_bucket = TokenBucket(burst=10, rate=5)
+        # Typing signals and pings beyond this are dropped without a word: each
+        # is relayed to the room or costs a query.
+        self.signals_bucket = TokenBucket(burst=10, rate=5)
         self.handlers = {
             protocol.JOIN: self.on_join,
             protocol.MESSAGE: self.on_message,
@@ -206,7 +207,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send_frame(message)
 
     async def on_typing(self, frame):
-        if self.typing_bucket.take():
+        if self.signals_bucket.take():
             await services.typing(
                 room=self.room,
                 nickname=self.nickname,
@@ -215,6 +216,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
 
     async def on_ping(self, frame):
+        if not self.signals_bucket.take():
+            return
         last_seq = await database_sync_to_async(selectors.room_last_seq)(
             room_id=self.room.pk
         )

@@ -474,3 +474,16 @@ async def test_heartbeat_prunes_a_connection_whose_leave_failed(
     await get_hub().beat()
     assert (await alice.expect("left", nickname="gone"))["participants"] == 1
     assert await database_sync_to_async(Connection.objects.count)() == 1
+
+
+async def test_a_ping_flood_is_answered_only_within_the_budget(joined):
+    alice = await joined("alice")
+    for _ in range(30):
+        await alice.send({"type": "ping"})
+    pongs = 0
+    while await alice.nothing(0.3) is False:
+        pongs += (await alice.receive())["type"] == "pong"
+    assert 10 <= pongs < 30
+    # The socket is fine, and messages are not held up by the flood.
+    await alice.say("still here")
+    assert (await alice.expect("message"))["text"] == "still here"
