@@ -127,6 +127,12 @@ class Batch:
     """The events of one room written together."""
 
     def __init__(self, events):
+        # Messages relayed by different instances can arrive out of seq order;
+        # within a batch they go out in order, in the places messages held.
+        places = [i for i, e in enumerate(events) if e.seq is not None]
+        in_order = sorted((events[i] for i in places), key=lambda e: e.seq)
+        for place, event in zip(places, in_order, strict=True):
+            events[place] = event
         self.events = events
         self.excludes = {e.exclude for e in events if e.exclude}
         seqs = [e.seq for e in events if e.seq is not None]

@@ -487,3 +487,21 @@ async def test_a_ping_flood_is_answered_only_within_the_budget(joined):
     # The socket is fine, and messages are not held up by the flood.
     await alice.say("still here")
     assert (await alice.expect("message"))["text"] == "still here"
+
+
+async def test_messages_relayed_out_of_order_go_out_in_seq_order(joined, general):
+    from chat import events
+    from chat.hub import get_hub
+
+    alice = await joined("alice")
+    hub = get_hub()
+    frames = [
+        {"type": "message", "id": seq, "seq": seq, "room": "general",
+         "nickname": "x", "text": f"m{seq}", "ts": "2026-01-01T00:00:00Z",
+         "client_id": None}
+        for seq in (3, 1, 2)
+    ]  # fmt: skip
+    for frame in frames:  # as if three instances' events came in at once
+        hub.dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frame": frame})
+    got = [(await alice.expect("message"))["seq"] for _ in range(3)]
+    assert got == [1, 2, 3]
