@@ -449,15 +449,22 @@ class Cluster:
 # importing these functions (pytest knows them by their `name`).
 
 
-@pytest.fixture(scope="module", name="database")
-def fixture_database(tmp_path_factory):
-    """A migrated throwaway database for the module's processes, dropped after."""
+@contextlib.contextmanager
+def shared_database(tmp_path_factory):
+    """A migrated throwaway database for processes, dropped after."""
     database = Database(tmp_path_factory.mktemp("procdb"))
     try:
         database.create(server_env(database, ""))
         yield database
     finally:
         database.drop()
+
+
+@pytest.fixture(scope="module", name="database")
+def fixture_database(tmp_path_factory):
+    """The module's processes share one database."""
+    with shared_database(tmp_path_factory) as database:
+        yield database
 
 
 class FreshRoom(NamedTuple):
