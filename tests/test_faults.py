@@ -6,6 +6,7 @@ shared by the module.
 """
 
 import asyncio
+import os
 import contextlib
 import datetime
 import random
@@ -342,13 +343,9 @@ async def test_mass_typing_and_disconnect_leave_no_stale_state(
         assert "layer_receive_failed" not in server.log()
 
 
-# The issue asks for 60 s of overload. Measured once at 60 s on this 2-core
-# machine (about 145 messages/s offered to 100 sockets): resident memory stayed
-# flat (+10-18 MiB per instance) on SQLite and PostgreSQL; on SQLite live delivery
-# stayed under 4 s, on PostgreSQL the saves' backlog grew to 40 s (each save holds
-# the room's row lock). The suite runs 15 s: the same behaviour, a quarter of the
-# time.
-OVERLOAD_SECONDS = 15
+# The suite runs 15 s of overload; docs/benchmarks.md reports a 60 s run
+# (CHAT_TEST_OVERLOAD_SECONDS=60): the same behaviour, a quarter of the time.
+OVERLOAD_SECONDS = float(os.environ.get("CHAT_TEST_OVERLOAD_SECONDS", "15"))
 OVERLOAD_CLIENTS = 100
 # Each hub's queue in Redis holds at most this many events: past it, Redis
 # refuses events for that hub (its clients fill the gap by seq), so neither
