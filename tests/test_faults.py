@@ -6,9 +6,9 @@ shared by the module.
 """
 
 import asyncio
-import os
 import contextlib
 import datetime
+import os
 import random
 import time
 
