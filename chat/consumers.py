@@ -230,6 +230,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.backlog is not None:
             self.backlog.extend(batch.events)
             return
+        if self.nickname is None:  # left the room, its leave still under way
+            return
         events = batch.wanted_by(self.connection_id, self.floor)
         if not events:
             return
@@ -279,7 +281,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.close(code=protocol.CLOSE_TOO_SLOW)
         self.socket.cut_later()
         # Not awaited here: this runs inside the hub's fan-out, which must not
-        # wait for the database.
+        # wait for the database. The task marks the socket gone before the hub's
+        # next round, so it is closed once.
         self.leaving = asyncio.create_task(self.leave_room())
 
     async def send_frame(self, frame):
