@@ -840,3 +840,21 @@ def _sent_at(text):
 def password_url(password, port, host="localhost"):
     """rediss:// URL with the key URL-encoded, as Azure's keys need."""
     return f"rediss://:{quote(password, safe='')}@{host}:{port}/0"
+
+
+@pytest.fixture(name="clients")
+async def fixture_clients():
+    """Connect ChatClients, each a visitor of its own (a fresh session) unless
+    given a cookie (None: no session at all); all closed after the test."""
+    made = []
+
+    async def make(nickname, slug, server, *, servers=None, cookie=True):
+        if cookie is True:
+            cookie = await session_cookie(server, slug)
+        client = ChatClient(nickname, slug, cookie=cookie, servers=servers)
+        made.append(client)
+        await client.connect(server)
+        return client
+
+    yield make
+    await asyncio.gather(*(client.close() for client in made))

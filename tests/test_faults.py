@@ -20,10 +20,10 @@ from .processes import (
     INSTANCE_TIMEOUT_SECONDS,
     ChatClient,
     Cluster,
+    fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
     http_get,
-    session_cookie,
     stamped,
     static_env,
     wait_until_async,
@@ -56,22 +56,6 @@ def make_cluster(database, tmp_path, _collected_static):
     yield make
     for cluster in clusters:
         cluster.close()
-
-
-@pytest.fixture
-async def clients():
-    made = []
-
-    async def make(nickname, slug, server, *, servers=None, cookie=True):
-        if cookie is True:
-            cookie = await session_cookie(server, slug)
-        client = ChatClient(nickname, slug, cookie=cookie, servers=servers)
-        made.append(client)
-        await client.connect(server)
-        return client
-
-    yield make
-    await asyncio.gather(*(client.close() for client in made))
 
 
 async def send_series(client, label, count, interval):

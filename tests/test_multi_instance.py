@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from .processes import (
-    ChatClient,
     Cluster,
+    fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
     session_cookie,
@@ -24,21 +24,6 @@ def cluster(database, tmp_path_factory, _collected_static):
     workdir = tmp_path_factory.mktemp("cluster")
     with Cluster(workdir, database, env=static_env()) as cluster:
         yield cluster
-
-
-@pytest.fixture
-async def clients():
-    made = []
-
-    async def make(nickname, slug, server, *, cookie=None):
-        client = ChatClient(nickname, slug, cookie=cookie)
-        made.append(client)
-        await client.connect(server)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def test_messages_reach_both_instances_once_in_seq_order(

@@ -12,13 +12,12 @@ import time
 import pytest
 
 from .processes import (
-    ChatClient,
     Cluster,
     Daphne,
     Uvicorn,
+    fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    session_cookie,
     static_env,
 )
 
@@ -50,21 +49,6 @@ def make_cluster(database, tmp_path, _collected_static):
     yield make
     for cluster in clusters:
         cluster.close()
-
-
-@pytest.fixture
-async def clients():
-    made = []
-
-    async def make(nickname, slug, server):
-        cookie = await session_cookie(server, slug)
-        client = ChatClient(nickname, slug, cookie=cookie)
-        made.append(client)
-        await client.connect(server)
-        return client
-
-    yield make
-    await asyncio.gather(*(client.close() for client in made))
 
 
 async def test_daphne_and_uvicorn_users_chat_both_ways(
