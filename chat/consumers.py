@@ -199,6 +199,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 client_id=frame.client_id,
             )
         except ProtocolError as exc:
+            if exc.code == protocol.UNAVAILABLE:
+                # Not saved: the resend should not cost the sender twice.
+                self.messages_bucket.give_back()
             exc.client_id = frame.client_id or None
             raise
         if not delivered:
@@ -250,7 +253,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.base_send(event.message)
         for event in events:
             if event.close:
-                await self.close(code=event.close)
+                self.close_soon(event.close)
                 return
 
     def record_presence(self, nickname):
@@ -272,18 +275,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except ProtocolError as exc:
             # Someone else took the nickname meanwhile: this socket must rejoin.
             await self.send_frame(protocol.error_frame(exc.code, exc.message))
-            await self.close(code=1012)
+            self.close_soon(1012)
             await self.leave_room()
 
     async def drop_slow_reader(self):
         """Close a socket that stopped reading; it catches up when it reconnects."""
         self.log("too_slow", level=logging.WARNING, buffered=self.socket.buffered())
-        await self.close(code=protocol.CLOSE_TOO_SLOW)
         self.socket.cut_later()
+        self.close_soon(protocol.CLOSE_TOO_SLOW)
         # Not awaited here: this runs inside the hub's fan-out, which must not
         # wait for the database. The task marks the socket gone before the hub's
         # next round, so it is closed once.
         self.leaving = asyncio.create_task(self.leave_room())
+
+    def close_soon(self, code):
+        """
+        Close from a task of its own: called from the hub's tasks, which must not
+        wait on a socket (uvicorn's close waits while the socket's buffer is full).
+        """
+        self.closing = asyncio.create_task(self.close(code=code))
 
     async def send_frame(self, frame):
         await self.send(text_data=protocol.encode(frame))

@@ -48,6 +48,8 @@ FLUSH_SECONDS = 0.005
 # clients catch up by seq. It bounds memory under overload: the pub/sub layer
 # queues without limit, and the hub reads faster than it writes.
 MAX_PENDING_EVENTS = 5000
+# How long a stopping instance spends telling the rooms who left, at most.
+CLOSE_ANNOUNCE_SECONDS = 3.0
 
 _hubs = weakref.WeakKeyDictionary()
 
@@ -110,7 +112,7 @@ class Event:
         self.exclude = event.get("exclude")
         self.close = event.get("close")
         is_message = self.frame["type"] == protocol.MESSAGE
-        self.seq = self.frame["seq"] if is_message else None
+        self.seq = int(self.frame["seq"]) if is_message else None
         # One ASGI message shared by every socket: the servers only read it.
         self.message = {"type": "websocket.send", "text": protocol.encode(self.frame)}
         self._data = None
@@ -166,6 +168,7 @@ class Hub:
         self.rooms = {}
         self.channel = None
         self.subscriptions = {}
+        self._background_tasks = set()
         self.pending = {}
         self.pending_count = 0
         self.dropped = 0
@@ -206,8 +209,11 @@ class Hub:
             departures = await database_sync_to_async(services.instance_remove)(
                 instance=self.instance
             )
-            for departure in departures:
-                await services.announce_departure(departure)
+            # Bounded: a server stopping waits for this.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._announce(departures), CLOSE_ANNOUNCE_SECONDS
+                )
 
     async def attach(self, room_id, consumer):
         await self._start()
@@ -230,6 +236,10 @@ class Hub:
             self.subscriptions.pop(room_id, None)
             with contextlib.suppress(Exception):
                 await self.layer.group_discard(events.group_name(room_id), self.channel)
+            if room_id in self.rooms:
+                # A socket attached meanwhile; its group_add may have landed
+                # before this discard.
+                await self._group_add(room_id)
 
     async def _group_add(self, room_id):
         try:
@@ -253,6 +263,9 @@ class Hub:
 
     def dispatch(self, event):
         """Queue a room event for the room's local sockets."""
+        if not isinstance(event, dict):
+            logger.warning("hub_bad_event type=%s", type(event).__name__)
+            return
         room_id = event.get("room")
         if room_id not in self.rooms:
             return
@@ -277,7 +290,11 @@ class Hub:
                 logger.warning("hub_overloaded dropped_events=%d", self.dropped)
                 self.dropped = 0
             for room_id, room_events in pending.items():
-                batch = Batch(room_events)
+                try:
+                    batch = Batch(room_events)
+                except Exception:
+                    logger.exception("hub_batch_failed room=%s", room_id)
+                    continue
                 for consumer in list(self.rooms.get(room_id, ())):
                     try:
                         await consumer.deliver(batch)
@@ -298,31 +315,37 @@ class Hub:
 
     async def beat(self):
         """Say this instance is alive, and sweep the ones that are not."""
-        try:
-            # Not in the shared database thread: behind a queue of joins and
-            # leaves (hundreds of sockets closing at once) the beat came late,
-            # and another instance reaped this live one with all its users.
-            reaped = await database_sync_to_async(
-                services.instance_heartbeat, thread_sensitive=False
-            )(instance=self.instance)
-            departures = await database_sync_to_async(
-                services.instances_sweep, thread_sensitive=False
-            )()
-            departures += await database_sync_to_async(
-                services.instance_connections_prune, thread_sensitive=False
-            )(
+        # Not in the shared database thread: behind a queue of joins and leaves
+        # (hundreds of sockets closing at once) the beat came late, and another
+        # instance reaped this live one with all its users.
+        steps = {
+            "heartbeat": lambda: services.instance_heartbeat(instance=self.instance),
+            "sweep": services.instances_sweep,
+            "prune": lambda: services.instance_connections_prune(
                 instance=self.instance,
                 serving=[c.connection_id for room in self.rooms.values() for c in room],
                 older_than=timezone.now() - timedelta(minutes=1),
-            )
-        except Exception as exc:  # noqa: BLE001 - the database comes back
-            logger.warning(
-                "heartbeat_failed instance=%s cause=%s", self.instance, cause(exc)
-            )
-            return
-        for departure in departures:
-            await services.announce_departure(departure)
-        if reaped:
+            ),
+        }
+        results = {}
+        for name, step in steps.items():
+            try:
+                results[name] = await database_sync_to_async(
+                    step, thread_sensitive=False
+                )()
+            except Exception as exc:  # noqa: BLE001 - the database comes back
+                logger.warning(
+                    "heartbeat_failed instance=%s step=%s cause=%s",
+                    self.instance,
+                    name,
+                    cause(exc),
+                )
+        departures = results.get("sweep", []) + results.get("prune", [])
+        if departures:
+            # Apart from the beat: with Redis slow, announcing could hold the
+            # next heartbeat past the instance timeout.
+            self._background(self._announce(departures))
+        if results.get("heartbeat"):
             # Taken for dead (the database was out of reach for too long): this
             # instance's sockets are still here, so put them back.
             logger.warning("instance_restored instance=%s", self.instance)
@@ -332,3 +355,12 @@ class Hub:
                         await consumer.restore_presence()
                     except Exception as exc:  # noqa: BLE001 - the next socket's turn
                         logger.warning("restore_failed cause=%s", cause(exc))
+
+    async def _announce(self, departures):
+        for departure in departures:
+            await services.announce_departure(departure)
+
+    def _background(self, coroutine):
+        task = asyncio.create_task(coroutine)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)

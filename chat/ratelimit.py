@@ -19,3 +19,7 @@ class TokenBucket:
             self.tokens -= 1
             return True
         return False
+
+    def give_back(self):
+        """Return the token of an action that did not happen after all."""
+        self.tokens = min(self.capacity, self.tokens + 1)

@@ -191,8 +191,14 @@ def room_leave(*, connection_id):
         )
         if connection is None:
             return None
-        member = Member.objects.select_for_update().get(pk=connection.member_id)
-        connection.delete()
+        member = (
+            Member.objects.select_for_update().filter(pk=connection.member_id).first()
+        )
+        # A leave and the heartbeat's prune can race for the same connection:
+        # only the one whose delete removed it goes on.
+        deleted, _counts = Connection.objects.filter(pk=connection_id).delete()
+        if member is None or not deleted:
+            return None
         return _member_drop_if_gone(member)
 
 
@@ -300,11 +306,14 @@ def messages_delete(*, messages):
     Delete messages (a moderator's doing) and take them off connected screens:
     one `deleted` event per room once the deletion commits.
     """
-    by_room = {}
-    for message_id, room_id in messages.values_list("pk", "room_id"):
-        by_room.setdefault(room_id, []).append(message_id)
     with transaction.atomic():
-        messages.delete()
+        by_room = {}
+        for message_id, room_id in messages.values_list("pk", "room_id"):
+            by_room.setdefault(room_id, []).append(message_id)
+        # Exactly the messages announced, whatever else the query would match now.
+        Message.objects.filter(
+            pk__in=[i for ids in by_room.values() for i in ids]
+        ).delete()
         for room_id, ids in by_room.items():
             events.room_send_sync(
                 room_id, {"type": protocol.DELETED, "ids": sorted(ids)}

@@ -103,8 +103,11 @@ class AsyncioSocket:
         self.transport.write(data)
 
     def cut_later(self):
-        if self.transport.is_closing():
-            return
+        cut_later(self._cut)
+
+    def _cut(self):
+        if self.transport.is_closing() and not self.transport.get_write_buffer_size():
+            return  # closed, and nothing left stuck in it
         # Closed without lingering, the connection is reset and the kernel drops
         # what it still holds for it, as Twisted's abortConnection does; after a
         # plain abort the kernel would go on offering it to the stalled client
@@ -112,7 +115,7 @@ class AsyncioSocket:
         self.transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
         )
-        cut_later(self.transport.abort)
+        self.transport.abort()
 
 
 def cut_later(abort):

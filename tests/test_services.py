@@ -155,3 +155,24 @@ async def test_leave_announces_only_when_the_member_is_gone():
     # The first tab closing announced nothing.
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(layer.receive(listener), 0.2)
+
+
+def _leave_once(connection_id):
+    try:
+        return services.room_leave(connection_id=connection_id)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_leave_racing_the_prune_announces_once_and_raises_nothing():
+    if connection.vendor == "sqlite":
+        pytest.skip("concurrent writers need a server database (DATABASE_URL)")
+    room = Room.objects.create(name="Race", slug="race")
+    instance()
+    for _round in range(20):
+        conn, _presence = join(room, "alice", visitor="v1")
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(_leave_once, [conn, conn]))
+        assert sum(result is not None for result in results) == 1
+    assert not Member.objects.exists()

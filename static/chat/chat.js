@@ -13,7 +13,8 @@ const strings = Object.fromEntries(
 );
 
 const TYPING_IDLE_MS = 400;
-const RESEND_AFTER_MS = 3000;
+const RESEND_AFTER_MS = 2000;
+const RESEND_TRIES = 5;
 // A long burst of typing repeats its signal, so that a reader who joined
 // meanwhile, or missed a stop, is right again soon.
 const TYPING_REPEAT_MS = 3000;
@@ -342,14 +343,15 @@ const handlers = {
   },
   error(frame) {
     const refused = frame.client_id && pending.get(frame.client_id);
-    if (refused && frame.code === "unavailable") {
+    if (refused) refused.tries = (refused.tries || 0) + 1;
+    if (refused && frame.code === "unavailable" && refused.tries <= RESEND_TRIES) {
       // Not saved this time (the server was busy or away): it stays pending
-      // and goes again, with the same client_id, shortly.
+      // and goes again, with the same client_id, each time a little later.
       setTimeout(() => {
         if (pending.has(frame.client_id) && joined) {
           send({ type: "message", text: refused.text, client_id: frame.client_id });
         }
-      }, RESEND_AFTER_MS);
+      }, RESEND_AFTER_MS * 2 ** (refused.tries - 1));
     } else if (refused) {
       // Refused for good: show it as not sent, and never resend it.
       pending.delete(frame.client_id);
