@@ -20,7 +20,6 @@ import asyncio
 import atexit
 import contextlib
 import logging
-import sys
 import weakref
 from datetime import timedelta
 
@@ -63,31 +62,12 @@ def get_hub():
     return hub
 
 
-def _on_daphne_stop(callback):
-    """
-    Run `callback` (a coroutine function) before Daphne's reactor stops, while
-    the event loop still runs: Daphne stops without closing its sockets through
-    the application, so no consumer would leave its room. False elsewhere.
-    """
-    reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is None or not getattr(reactor, "running", False):
-        return False
-    from twisted.internet.defer import Deferred
-
-    reactor.addSystemEventTrigger(
-        "before",
-        "shutdown",
-        lambda: Deferred.fromFuture(asyncio.ensure_future(callback())),
-    )
-    return True
-
-
 def _remove_at_exit(instance):
     """
-    Under another server that may stop without closing its sockets through the
-    application: take the instance's presence out as the process exits, and tell
-    the rooms (best effort; otherwise the other instances' sweep does it after
-    CHAT_INSTANCE_TIMEOUT_SECONDS).
+    Daphne stops without closing its sockets through the application, so no
+    consumer leaves its room: take the instance's presence out as the process
+    exits, and tell the rooms (best effort; otherwise the other instances' sweep
+    does it after CHAT_INSTANCE_TIMEOUT_SECONDS).
     """
     try:
         departures = services.instance_remove(instance=instance)
@@ -190,8 +170,7 @@ class Hub:
                 asyncio.create_task(self._refresh_groups(), name="hub-groups"),
                 asyncio.create_task(self._beat(), name="hub-beat"),
             ]
-            if not _on_daphne_stop(self.close):
-                atexit.register(_remove_at_exit, self.instance)
+            atexit.register(_remove_at_exit, self.instance)
             logger.info("hub_started instance=%s", self.instance)
 
     async def close(self):
