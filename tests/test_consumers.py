@@ -505,3 +505,35 @@ async def test_messages_relayed_out_of_order_go_out_in_seq_order(joined, general
         hub.dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frame": frame})
     got = [(await alice.expect("message"))["seq"] for _ in range(3)]
     assert got == [1, 2, 3]
+
+
+async def test_past_the_pending_bound_events_are_dropped_not_queued(
+    joined, general, monkeypatch
+):
+    from chat import events
+    from chat import hub as hub_module
+
+    alice = await joined("alice")
+    monkeypatch.setattr(hub_module, "MAX_PENDING_EVENTS", 3)
+    hub = get_hub()
+    for seq in range(1, 6):  # all in before the hub's next write round
+        frame = {"type": "message", "id": seq, "seq": seq, "room": "general",
+                 "nickname": "x", "text": f"m{seq}", "ts": "2026-01-01T00:00:00Z",
+                 "client_id": None}  # fmt: skip
+        hub.dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frame": frame})
+    got = [(await alice.expect("message"))["seq"] for _ in range(3)]
+    assert got == [1, 2, 3]
+    assert await alice.nothing(0.3)
+
+
+async def test_a_busy_refusal_does_not_spend_the_rate_limit(joined, monkeypatch):
+    alice = await joined("alice")
+    monkeypatch.setattr(services, "MAX_SAVES_WAITING", 0)
+    for i in range(15):
+        await alice.say(f"busy {i}", client_id=f"b{i}")
+        error = await alice.expect("error")
+        assert (error["code"], error["client_id"]) == ("unavailable", f"b{i}")
+    monkeypatch.setattr(services, "MAX_SAVES_WAITING", 100)
+    for i in range(10):  # the whole burst is still there
+        await alice.say(f"now {i}", client_id=f"b{i}")
+        assert (await alice.expect("message"))["text"] == f"now {i}"

@@ -31,27 +31,38 @@ def test_seqs_count_up_without_gaps_in_each_room(room):
     assert room.last_seq == 3
 
 
-def _save_many(room_id, sender, count):
+def _own_connection(function, *args):
+    """Run in a thread with its own database connection, closed after."""
     try:
-        return [
-            services.message_save(
-                room_id=room_id, nickname=sender, visitor=sender, text="hi"
-            )[0].seq
-            for _n in range(count)
-        ]
+        return function(*args)
     finally:
         connection.close()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_senders_share_one_gapless_sequence():
+def _save_many(room_id, sender, count):
+    return [
+        services.message_save(
+            room_id=room_id, nickname=sender, visitor=sender, text="hi"
+        )[0].seq
+        for _n in range(count)
+    ]
+
+
+def _needs_server_database():
     if connection.vendor == "sqlite":
         # SQLite's in-memory test database answers a second writer with "table is
         # locked" instead of waiting as the file database (busy timeout) does.
         pytest.skip("concurrent writers need a server database (DATABASE_URL)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_share_one_gapless_sequence():
+    _needs_server_database()
     room = Room.objects.create(name="Busy", slug="busy")
     with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(_save_many, [room.pk] * 4, "abcd", [15] * 4))
+        runs = list(
+            pool.map(_own_connection, [_save_many] * 4, [room.pk] * 4, "abcd", [15] * 4)
+        )
     assert sorted(seq for run in runs for seq in run) == list(range(1, 61))
     assert all(run == sorted(run) for run in runs)
 
@@ -157,22 +168,18 @@ async def test_leave_announces_only_when_the_member_is_gone():
         await asyncio.wait_for(layer.receive(listener), 0.2)
 
 
-def _leave_once(connection_id):
-    try:
-        return services.room_leave(connection_id=connection_id)
-    finally:
-        connection.close()
+def _leave(connection_id):
+    return services.room_leave(connection_id=connection_id)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_leave_racing_the_prune_announces_once_and_raises_nothing():
-    if connection.vendor == "sqlite":
-        pytest.skip("concurrent writers need a server database (DATABASE_URL)")
+    _needs_server_database()
     room = Room.objects.create(name="Race", slug="race")
     instance()
     for _round in range(20):
         conn, _presence = join(room, "alice", visitor="v1")
         with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(_leave_once, [conn, conn]))
+            results = list(pool.map(_own_connection, [_leave] * 2, [conn, conn]))
         assert sum(result is not None for result in results) == 1
     assert not Member.objects.exists()
