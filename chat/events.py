@@ -9,13 +9,13 @@ msgpack, which cannot carry datetimes or UUIDs.
 
 import asyncio
 import logging
-import weakref
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
 from .health import cause
+from .loops import loop_local
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +26,7 @@ SEND_TIMEOUT_SECONDS = 2.0
 # lost two thirds of their events. Sends wait for one of these slots instead
 # (within SEND_TIMEOUT_SECONDS), leaving connections for the hub's receive.
 MAX_CONCURRENT_SENDS = 50
-_send_slots = weakref.WeakKeyDictionary()
-
-
-def _slots():
-    loop = asyncio.get_running_loop()
-    slots = _send_slots.get(loop)
-    if slots is None:
-        slots = _send_slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
-    return slots
+_slots = loop_local(lambda: asyncio.Semaphore(MAX_CONCURRENT_SENDS))
 
 
 async def _group_send(room_id, event):
@@ -46,9 +38,10 @@ def group_name(room_id):
     return f"room-{int(room_id)}"
 
 
-async def room_send(room_id, frame, *, exclude=None, close=None):
+async def room_send(room_id, *frames, exclude=None, close=None):
     """
-    Ring the room's doorbell; False when the layer could not take the event.
+    Ring the room's doorbell with one or more frames, in order; False when the
+    layer could not take them.
 
     A failure is logged and swallowed: what was saved stays saved, and clients
     catch up from the database by seq.
@@ -56,7 +49,7 @@ async def room_send(room_id, frame, *, exclude=None, close=None):
     event = {
         "type": EVENT_TYPE,
         "room": room_id,
-        "frame": frame,
+        "frames": list(frames),
         "exclude": exclude,
         "close": close,
     }
@@ -66,7 +59,7 @@ async def room_send(room_id, frame, *, exclude=None, close=None):
         logger.warning(
             "layer_send_failed room=%s type=%s cause=%s",
             room_id,
-            frame["type"],
+            frames[0]["type"],
             cause(exc),
         )
         return False

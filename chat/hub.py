@@ -20,7 +20,6 @@ import asyncio
 import atexit
 import contextlib
 import logging
-import weakref
 from datetime import timedelta
 
 from channels.db import database_sync_to_async
@@ -30,6 +29,7 @@ from django.utils import timezone
 
 from . import events, protocol, services
 from .health import cause
+from .loops import loop_local
 from .transport import text_frame
 
 logger = logging.getLogger(__name__)
@@ -49,17 +49,6 @@ FLUSH_SECONDS = 0.005
 MAX_PENDING_EVENTS = 5000
 # How long a stopping instance spends telling the rooms who left, at most.
 CLOSE_ANNOUNCE_SECONDS = 3.0
-
-_hubs = weakref.WeakKeyDictionary()
-
-
-def get_hub():
-    """The hub of the running event loop (tests run several loops in turn)."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = Hub()
-    return hub
 
 
 def _remove_at_exit(instance):
@@ -87,10 +76,10 @@ class Event:
 
     __slots__ = ("_data", "close", "exclude", "frame", "message", "seq")
 
-    def __init__(self, event):
-        self.frame = event["frame"]
-        self.exclude = event.get("exclude")
-        self.close = event.get("close")
+    def __init__(self, frame, exclude=None, close=None):
+        self.frame = frame
+        self.exclude = exclude
+        self.close = close
         is_message = self.frame["type"] == protocol.MESSAGE
         self.seq = int(self.frame["seq"]) if is_message else None
         # One ASGI message shared by every socket: the servers only read it.
@@ -248,16 +237,22 @@ class Hub:
         room_id = event.get("room")
         if room_id not in self.rooms:
             return
-        if self.pending_count >= MAX_PENDING_EVENTS:
-            self.dropped += 1
-            return
         try:
-            self.pending.setdefault(room_id, []).append(Event(event))
+            frames = event["frames"]
+            exclude, close = event.get("exclude"), event.get("close")
+            # Past the bound the rest is dropped; clients catch up by seq.
+            room_events = [
+                Event(frame, exclude, close)
+                for frame in frames[: MAX_PENDING_EVENTS - self.pending_count]
+            ]
         except (KeyError, TypeError, ValueError, AttributeError):
             logger.warning("hub_bad_event room=%s", room_id)
             return
-        self.pending_count += 1
-        self._wake.set()
+        self.dropped += len(frames) - len(room_events)
+        if room_events:
+            self.pending.setdefault(room_id, []).extend(room_events)
+            self.pending_count += len(room_events)
+            self._wake.set()
 
     async def _flush(self):
         while True:
@@ -343,3 +338,7 @@ class Hub:
         task = asyncio.create_task(coroutine)
         self._background_tasks.add(task)
         task.add_done_callback(self._background_tasks.discard)
+
+
+# The hub of the running event loop (tests run several loops in turn).
+get_hub = loop_local(Hub)

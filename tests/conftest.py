@@ -37,7 +37,7 @@ async def _fresh_hub_and_layer():
     channel_layers.backends.clear()
     yield
     loop = asyncio.get_running_loop()
-    hub = hub_module._hubs.pop(loop, None)
+    hub = hub_module.get_hub.objects.pop(loop, None)
     if hub is not None:
         await hub.close()
     channel_layers.backends.clear()

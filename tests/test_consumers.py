@@ -123,11 +123,11 @@ async def test_dropped_layer_event_is_recovered_by_pong_and_history(
     real_send = events.room_send
     dropped = []
 
-    async def drop_messages(room_id, frame, **kwargs):
-        if frame["type"] == "message" and not dropped:
-            dropped.append(frame)
+    async def drop_messages(room_id, *frames, **kwargs):
+        if frames[0]["type"] == "message" and not dropped:
+            dropped.extend(frames)
             return True  # the layer "accepted" it and lost it
-        return await real_send(room_id, frame, **kwargs)
+        return await real_send(room_id, *frames, **kwargs)
 
     monkeypatch.setattr(events, "room_send", drop_messages)
     await alice.say("lost in transit")
@@ -502,7 +502,7 @@ async def test_messages_relayed_out_of_order_go_out_in_seq_order(joined, general
         for seq in (3, 1, 2)
     ]  # fmt: skip
     for frame in frames:  # as if three instances' events came in at once
-        hub.dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frame": frame})
+        hub.dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frames": [frame]})
     got = [(await alice.expect("message"))["seq"] for _ in range(3)]
     assert got == [1, 2, 3]
 
@@ -520,7 +520,7 @@ async def test_past_the_pending_bound_events_are_dropped_not_queued(
         frame = {"type": "message", "id": seq, "seq": seq, "room": "general",
                  "nickname": "x", "text": f"m{seq}", "ts": "2026-01-01T00:00:00Z",
                  "client_id": None}  # fmt: skip
-        hub.dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frame": frame})
+        hub.dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frames": [frame]})
     got = [(await alice.expect("message"))["seq"] for _ in range(3)]
     assert got == [1, 2, 3]
     assert await alice.nothing(0.3)

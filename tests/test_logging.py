@@ -70,7 +70,7 @@ async def test_database_outage_is_one_error_line_with_its_cause(
     joined, chat_log, monkeypatch
 ):
     alice = await joined("alice")
-    save = services.message_save
+    save = services.messages_save
 
     def unreachable(**kwargs):
         raise OperationalError(
@@ -78,7 +78,7 @@ async def test_database_outage_is_one_error_line_with_its_cause(
             "refused\n\tIs the server running on that host?"
         )
 
-    monkeypatch.setattr(services, "message_save", unreachable)
+    monkeypatch.setattr(services, "messages_save", unreachable)
     await alice.say(SECRET)
     assert (await alice.expect("error"))["code"] == "unavailable"
 
@@ -93,7 +93,7 @@ async def test_database_outage_is_one_error_line_with_its_cause(
     assert SECRET not in line
 
     # The socket stays usable once the database is back.
-    monkeypatch.setattr(services, "message_save", save)
+    monkeypatch.setattr(services, "messages_save", save)
     await alice.say("back")
     assert (await alice.expect("message"))["seq"] == 1
 

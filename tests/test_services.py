@@ -85,6 +85,105 @@ def test_resent_client_id_returns_the_saved_message(room):
     assert created and theirs.seq == 3
 
 
+def _drafts(*texts, visitor="v1"):
+    return [
+        {"nickname": "al", "visitor": visitor, "text": text, "client_id": f"c-{text}"}
+        for text in texts
+    ]
+
+
+def test_a_lot_is_saved_in_its_order_with_consecutive_seqs(room):
+    say(room, "before")
+    results = services.messages_save(room_id=room.pk, drafts=_drafts("a", "b", "c"))
+    assert [(m.text, m.seq, created) for m, created in results] == [
+        ("a", 2, True),
+        ("b", 3, True),
+        ("c", 4, True),
+    ]
+    stored = Message.objects.filter(room=room).order_by("seq")
+    assert [(m.pk, m.text) for m in stored[1:]] == [(m.pk, m.text) for m, _ in results]
+
+
+def test_a_resend_in_a_lot_does_not_stop_the_others(room):
+    [(first, _created)] = services.messages_save(room_id=room.pk, drafts=_drafts("a"))
+    # "a" again (a resend after a reconnect), and "b" twice in the same lot.
+    results = services.messages_save(
+        room_id=room.pk, drafts=_drafts("b", "a", "c", "b")
+    )
+    assert [(m.text, m.seq, created) for m, created in results] == [
+        ("b", 2, True),
+        ("a", 1, False),
+        ("c", 3, True),
+        ("b", 2, False),
+    ]
+    assert results[1][0].pk == first.pk
+    assert Message.objects.filter(room=room).count() == 3
+    room.refresh_from_db()
+    assert room.last_seq == 3
+
+
+def test_an_archived_room_refuses_every_message_of_a_lot(room):
+    Room.objects.filter(pk=room.pk).update(archived=True)
+    results = services.messages_save(room_id=room.pk, drafts=_drafts("a", "b"))
+    assert [r.code for r in results] == ["room_archived"] * 2
+    assert results[0] is not results[1]  # each sender's error is its own
+    assert not Message.objects.exists()
+
+
+def _save_lots(room_id, sender, count):
+    return [
+        message.seq
+        for n in range(count)
+        for message, _created in services.messages_save(
+            room_id=room_id, drafts=_drafts(f"x{n}", f"y{n}", f"z{n}", visitor=sender)
+        )
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_lots_share_one_gapless_sequence():
+    _needs_server_database()
+    room = Room.objects.create(name="Busy", slug="busy")
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(
+            pool.map(_own_connection, [_save_lots] * 4, [room.pk] * 4, "abcd", [5] * 4)
+        )
+    assert sorted(seq for run in runs for seq in run) == list(range(1, 61))
+    # Each lot's seqs are consecutive.
+    assert all(run[i + 2] - run[i] == 2 for run in runs for i in range(0, 15, 3))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_messages_posted_together_are_saved_and_announced_together():
+    def setup():
+        instance("here")
+        return Room.objects.create(name="Test", slug="test")
+
+    room = await database_sync_to_async(setup)()
+    layer = get_channel_layer()
+    listener = await layer.new_channel()
+    await layer.group_add(events.group_name(room.pk), listener)
+
+    texts = [f"m{n}" for n in range(6)]
+    answers = await asyncio.gather(
+        *(
+            services.post(room=room, nickname="al", visitor=f"v{n}", text=text,
+                          client_id=f"c{n}")
+            for n, text in enumerate(texts)
+        )
+    )  # fmt: skip
+    # Each sender gets its own message back, told to the room.
+    assert [(frame["text"], delivered) for frame, delivered in answers] == [
+        (text, True) for text in texts
+    ]
+    relayed = []
+    while sum(map(len, relayed)) < len(texts):
+        event = await asyncio.wait_for(layer.receive(listener), 5)
+        relayed.append([frame["seq"] for frame in event["frames"]])
+    # One lot: one statement, one event, in the order they were posted.
+    assert relayed == [[1, 2, 3, 4, 5, 6]]
+
+
 def test_archived_room_takes_no_message_and_no_seq(room):
     say(room, "before")
     Room.objects.filter(pk=room.pk).update(archived=True)
@@ -162,7 +261,7 @@ async def test_leave_announces_only_when_the_member_is_gone():
     assert await services.leave(connection_id=tab1) is None
     assert await services.leave(connection_id=tab2) is not None
     event = await asyncio.wait_for(layer.receive(listener), 5)
-    assert event["frame"] == {"type": "left", "nickname": "alice", "participants": 0}
+    assert event["frames"] == [{"type": "left", "nickname": "alice", "participants": 0}]
     # The first tab closing announced nothing.
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(layer.receive(listener), 0.2)
