@@ -70,6 +70,26 @@ async def test_joined_and_left_carry_the_count(joined):
     }
 
 
+async def test_typing_is_relayed_while_the_database_thread_is_busy(joined):
+    import asyncio
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined")
+    # A long save (or a queue of them) holds Django's one database thread.
+    release = threading.Event()
+    busy = asyncio.create_task(sync_to_async(release.wait)(10))
+    try:
+        await alice.send({"type": "typing"})
+        assert await bob.expect("typing") == {"type": "typing", "nickname": "alice"}
+    finally:
+        release.set()
+        await busy
+
+
 async def test_typing_reaches_others_not_the_typist(joined):
     alice = await joined("alice")
     bob = await joined("bob")
