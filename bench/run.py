@@ -109,10 +109,12 @@ async def measure(args):
         print(f"measuring: server pids {pids}", file=sys.stderr, flush=True)
         cpu_before = sum(cpu_seconds(pid) for pid in cluster.server_pids())
         redis_before = cpu_seconds(cluster.redis_pid)
+        own_before = time.process_time()
         sent, elapsed = await send_load(senders, args.rate, args.duration)
         drained = await wait_drained(receivers, sent, timeout=10)
         cpu_after = sum(cpu_seconds(pid) for pid in cluster.server_pids())
         redis_after = cpu_seconds(cluster.redis_pid)
+        own_cpu = time.process_time() - own_before
         rss_idle = cluster.baseline_rss
         for receiver in receivers:
             receiver.transport.close()
@@ -150,6 +152,8 @@ async def measure(args):
         "redis_cpu_s_per_1000": round(
             (redis_after - redis_before) / max(unique, 1) * 1000, 4
         ),
+        # The load generator shares the cores with what it measures.
+        "load_generator_cpu_share": round(own_cpu / elapsed, 2),
         "rss_kib_per_connection": round(
             (rss_connected - rss_idle) / len(receivers) / 1024, 1
         ),
@@ -167,7 +171,9 @@ def saturation(args, rates):
         print(
             f"rate {rate:>6.0f}/s: {result['deliveries_per_s']:>7} deliveries/s, "
             f"p99 {result['latency_ms']['p99']:>7} ms, lost {result['lost']}, "
-            f"cpu/1000 {result['server_cpu_s_per_1000']}" + ("" if ok else "  (fails)"),
+            f"cpu/1000 {result['server_cpu_s_per_1000']}, "
+            f"load generator {result['load_generator_cpu_share']:.0%} of a core"
+            + ("" if ok else "  (fails)"),
             flush=True,
         )
         if ok and (
