@@ -12,6 +12,7 @@ library.
 
 import asyncio
 import base64
+import collections
 import os
 import re
 import time
@@ -21,6 +22,7 @@ from websockets.frames import Frame, Opcode
 
 MESSAGE = re.compile(rb'\{"type":"message","id":\d+,"seq":(\d+),[^}]*?"text":"t(\d+)')
 WELCOME = b'{"type":"welcome"'
+ERROR = re.compile(rb'\{"type":"error","code":"(\w+)"')
 
 
 def client_frame(opcode, payload):
@@ -33,6 +35,8 @@ class Client(asyncio.Protocol):
     def __init__(self, latencies):
         self.latencies = latencies
         self.seen = {}
+        # Error frames by code (a refused message: rate_limited, unavailable).
+        self.errors = collections.Counter()
         self.buffer = bytearray()
         self.upgraded = False
         self.transport = None
@@ -117,6 +121,8 @@ class Client(asyncio.Protocol):
                     self.latencies.append((now - int(match.group(2))) / 1e6)
                 elif buffer.startswith(WELCOME, start) and not self.welcomed.done():
                     self.welcomed.set_result(True)
+                elif error := ERROR.match(buffer, start, end):
+                    self.errors[error.group(1).decode()] += 1
             elif opcode == 9:  # ping: answer, or the server closes the socket
                 self.transport.write(
                     client_frame(Opcode.PONG, bytes(buffer[start:end]))
