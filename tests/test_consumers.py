@@ -546,6 +546,26 @@ async def test_past_the_pending_bound_events_are_dropped_not_queued(
     assert await alice.nothing(0.3)
 
 
+async def test_a_lot_past_the_pending_bound_is_cut_there(joined, general, monkeypatch):
+    from chat import events
+    from chat import hub as hub_module
+
+    alice = await joined("alice")
+    monkeypatch.setattr(hub_module, "MAX_PENDING_EVENTS", 3)
+    frames = [
+        {"type": "message", "id": seq, "seq": seq, "room": "general",
+         "nickname": "x", "text": f"m{seq}", "ts": "2026-01-01T00:00:00Z",
+         "client_id": None}
+        for seq in range(1, 6)
+    ]  # fmt: skip
+    get_hub().dispatch(
+        {"type": events.EVENT_TYPE, "room": general.pk, "frames": frames}
+    )
+    got = [(await alice.expect("message"))["seq"] for _ in range(3)]
+    assert got == [1, 2, 3]
+    assert await alice.nothing(0.3)
+
+
 async def test_a_busy_refusal_does_not_spend_the_rate_limit(joined, monkeypatch):
     alice = await joined("alice")
     monkeypatch.setattr(services, "MAX_SAVES_WAITING", 0)
