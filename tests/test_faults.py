@@ -333,13 +333,13 @@ async def test_mass_typing_and_disconnect_leave_no_stale_state(
 # The suite runs 15 s of overload; docs/benchmarks.md reports a 60 s run
 # (CHAT_TEST_OVERLOAD_SECONDS=60): the same behaviour, a quarter of the time.
 OVERLOAD_SECONDS = float(os.environ.get("CHAT_TEST_OVERLOAD_SECONDS", "15"))
-OVERLOAD_CLIENTS = 500
+OVERLOAD_CLIENTS = 800
 # Half of them send, each at 1.5 messages a second (the default limit is 2, as
-# a browser must keep to): 375 messages and about 190,000 frames a second to
-# deliver, more than two Daphne instances deliver on two cores
+# a browser must keep to): 600 messages and 480,000 frames a second to deliver,
+# more than two Daphne instances save and deliver on two cores
 # (docs/benchmarks.md). Clients written with the websockets library read about
 # 50,000 frames a second here, so these are the benchmark's lean ones.
-OVERLOAD_SENDERS = 250
+OVERLOAD_SENDERS = 400
 OVERLOAD_RATE = OVERLOAD_SENDERS * 1.5
 # Each hub's queue in Redis holds at most this many events: past it, Redis
 # refuses events for that hub (its clients fill the gap by seq), so neither
