@@ -59,7 +59,7 @@ async def room_send(room_id, *frames, exclude=None, close=None):
         logger.warning(
             "layer_send_failed room=%s type=%s cause=%s",
             room_id,
-            frames[0]["type"],
+            frames[0]["type"] if frames else "-",
             cause(exc),
         )
         return False

@@ -322,10 +322,11 @@ def message_save(*, room_id, nickname, visitor, text, client_id=""):
 def messages_save(*, room_id, drafts):
     """
     Save messages of one room together, in order, with consecutive seqs; a
-    (message, created) pair or a ProtocolError for each draft (a dict of
-    message_save's arguments but the room).
+    (message, created) pair or the exception that stopped it for each draft (a
+    dict of message_save's arguments but the room).
 
-    One statement and one commit for the lot: saving one message at a time, the
+    One commit for the lot (and one statement on PostgreSQL): saving one message
+    at a time, the
     room's row lock allowed about 400 messages/s to two instances (bench/run.py,
     docs/benchmarks.md).
     """
@@ -333,12 +334,13 @@ def messages_save(*, room_id, drafts):
     try:
         saved = _insert(room_id, messages)
     except IntegrityError:
-        # A resend among them: one at a time, so that the others still go in.
+        # A resend among them: one at a time, so that the others still go in,
+        # and each sender learns what became of its own.
         results = []
         for message in messages:
             try:
                 results.append(_save_one(message))
-            except ProtocolError as exc:
+            except Exception as exc:  # noqa: BLE001 - handed to its sender
                 results.append(exc)
         return results
     if not saved:
@@ -435,15 +437,17 @@ class SaveQueue:
 
     What comes in while a lot is being saved is saved next, together
     (messages_save), and announced to the room as one event: a message that
-    finds the queue idle goes at once, and a busy room pays one statement, one
-    commit and one layer event per lot instead of per message.
+    finds the queue idle goes at once, and a busy room pays one commit and one
+    layer event per lot instead of per message. Announcements go out in the
+    order of the lots, apart from the saving: a slow layer (Redis unreachable
+    for its timeout) does not hold up the next save.
     """
 
-    def __init__(self, room, queues):
+    def __init__(self, room):
         self.room = room
-        self.queues = queues
         self.waiting = []
         self.saving = None
+        self.announcing = None
 
     async def post(self, draft):
         future = asyncio.get_running_loop().create_future()
@@ -457,22 +461,31 @@ class SaveQueue:
         try:
             while self.waiting:
                 lot, self.waiting = self.waiting, []
-                await self._save(lot)
+                answers = await self._save(lot)
+                self.announcing = asyncio.create_task(
+                    self._announce(lot, answers, self.announcing)
+                )
+                lot = []
+        except Exception:
+            logger.exception("save_queue_failed room=%s", self.room.pk)
+            raise
         finally:
-            # Idle (or stopped): the next message makes a new queue, with the
-            # room as it is then.
-            del self.queues[self.room.pk]
+            self.saving = None
+            # Left only when the task itself failed or was stopped: the senders
+            # get an answer they can act on (resend), not a hang.
             for _draft, future in lot + self.waiting:
-                future.cancel()
+                if not future.done():
+                    future.set_exception(_busy())
+            self.waiting = []
 
     async def _save(self, lot):
+        """Each sender's answer: (frame, created), or why it was not saved."""
         try:
             results = await database_sync_to_async(messages_save)(
                 room_id=self.room.pk, drafts=[draft for draft, _future in lot]
             )
         except Exception as exc:  # noqa: BLE001 - each sender gets the failure
             results = [exc] * len(lot)
-        # Each sender's answer: (frame, created), or why it was not saved.
         answers = []
         for result in results:
             if isinstance(result, Exception):
@@ -481,6 +494,13 @@ class SaveQueue:
                 message, created = result
                 frame = protocol.message_frame(message, self.room.slug)
                 answers.append((frame, created))
+        return answers
+
+    async def _announce(self, lot, answers, previous):
+        if previous is not None:
+            # The lot before goes out first, unless the layer holds it up: then
+            # each lot waits for its own send only, as a lone message does.
+            await asyncio.wait([previous], timeout=events.SEND_TIMEOUT_SECONDS)
         new = [a[0] for a in answers if not isinstance(a, Exception) and a[1]]
         delivered = bool(new) and await events.room_send(self.room.pk, *new)
         for (_draft, future), answer in zip(lot, answers, strict=True):
@@ -491,6 +511,13 @@ class SaveQueue:
             else:
                 frame, created = answer
                 future.set_result((frame, created and delivered))
+
+
+def _busy():
+    return ProtocolError(
+        protocol.UNAVAILABLE,
+        _("The server is busy; that message was not sent. Try again shortly."),
+    )
 
 
 _save_queues = loop_local(dict)
@@ -506,14 +533,14 @@ async def post(*, room, nickname, visitor, text, client_id):
     """
     global _saves_waiting
     if _saves_waiting >= MAX_SAVES_WAITING:
-        raise ProtocolError(
-            protocol.UNAVAILABLE,
-            _("The server is busy; that message was not sent. Try again shortly."),
-        )
+        raise _busy()
+    # One queue per room for the life of the process (rooms are made by hand in
+    # the admin, so they are few); it frames messages with the room as it is now.
     queues = _save_queues()
     queue = queues.get(room.pk)
     if queue is None:
-        queue = queues[room.pk] = SaveQueue(room, queues)
+        queue = queues[room.pk] = SaveQueue(room)
+    queue.room = room
     _saves_waiting += 1
     try:
         return await queue.post(

@@ -1,12 +1,13 @@
 """Writes: seqs, resent messages, nicknames held in a room, and leaving."""
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import OperationalError, connection
 
 from chat import events, services
 from chat.models import Member, Message, Room
@@ -122,6 +123,25 @@ def test_a_resend_in_a_lot_does_not_stop_the_others(room):
     assert room.last_seq == 3
 
 
+def test_a_failure_saving_one_of_a_lot_one_at_a_time_is_that_ones_alone(
+    room, monkeypatch
+):
+    services.messages_save(room_id=room.pk, drafts=_drafts("a"))
+    save_one = services._save_one
+
+    def database_gone_for_c(message):
+        if message.text == "c":
+            raise OperationalError("server closed the connection unexpectedly")
+        return save_one(message)
+
+    monkeypatch.setattr(services, "_save_one", database_gone_for_c)
+    # The resend of "a" sends the lot through one-at-a-time saving.
+    a, b, c = services.messages_save(room_id=room.pk, drafts=_drafts("a", "b", "c"))
+    assert (a[0].text, a[1]) == ("a", False)
+    assert (b[0].text, b[0].seq, b[1]) == ("b", 2, True)
+    assert isinstance(c, OperationalError)
+
+
 def test_an_archived_room_refuses_every_message_of_a_lot(room):
     Room.objects.filter(pk=room.pk).update(archived=True)
     results = services.messages_save(room_id=room.pk, drafts=_drafts("a", "b"))
@@ -182,6 +202,54 @@ async def test_messages_posted_together_are_saved_and_announced_together():
         relayed.append([frame["seq"] for frame in event["frames"]])
     # One lot: one statement, one event, in the order they were posted.
     assert relayed == [[1, 2, 3, 4, 5, 6]]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_slow_layer_does_not_hold_up_the_next_save(monkeypatch):
+    def setup():
+        instance("here")
+        return Room.objects.create(name="Test", slug="test")
+
+    room = await database_sync_to_async(setup)()
+    layer_free = asyncio.Event()
+    announced = []
+
+    async def slow_send(room_id, *frames, **kwargs):
+        if not announced:
+            await layer_free.wait()  # Redis not answering, for now
+        announced.append([frame["seq"] for frame in frames])
+        return True
+
+    monkeypatch.setattr(events, "room_send", slow_send)
+    save = services.messages_save
+    lots = []
+    two_lots_saved = threading.Event()
+
+    def counted_save(**kwargs):
+        results = save(**kwargs)
+        lots.append(results)
+        if len(lots) == 2:
+            two_lots_saved.set()
+        return results
+
+    monkeypatch.setattr(services, "messages_save", counted_save)
+
+    def post(n):
+        return asyncio.create_task(
+            services.post(room=room, nickname="al", visitor="v", text=f"m{n}",
+                          client_id=f"c{n}")
+        )  # fmt: skip
+
+    first = post(1)
+    await asyncio.sleep(0)  # the first lot is under way
+    second = post(2)
+
+    assert await asyncio.to_thread(two_lots_saved.wait, 5)
+    assert not first.done() and not second.done()
+    layer_free.set()
+    assert [(await task)[0]["seq"] for task in (first, second)] == [1, 2]
+    # Announced in the order saved.
+    assert announced == [[1], [2]]
 
 
 def test_archived_room_takes_no_message_and_no_seq(room):
