@@ -43,9 +43,10 @@ RETRY_SECONDS = 0.5
 # hub pays nothing (the first event goes at once); a busy one gets several events
 # per socket write.
 FLUSH_SECONDS = 0.005
-# Events waiting to be written, at most; past it new ones are dropped and
-# clients catch up by seq. It bounds memory under overload: the pub/sub layer
-# queues without limit, and the hub reads faster than it writes.
+# Events (frames) waiting to be written, at most; past it new ones are dropped
+# (a lot is cut where the bound falls) and clients catch up by seq. It bounds
+# memory under overload: the pub/sub layer queues without limit, and the hub
+# reads faster than it writes.
 MAX_PENDING_EVENTS = 5000
 # How long a stopping instance spends telling the rooms who left, at most.
 CLOSE_ANNOUNCE_SECONDS = 3.0
@@ -238,7 +239,9 @@ class Hub:
         if room_id not in self.rooms:
             return
         try:
-            frames = event["frames"]
+            # "frame": one frame, as instances before lots sent them (a rolling
+            # deploy has both).
+            frames = event.get("frames") or [event["frame"]]
             exclude, close = event.get("exclude"), event.get("close")
             # Past the bound the rest is dropped; clients catch up by seq.
             room_events = [

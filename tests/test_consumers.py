@@ -566,6 +566,18 @@ async def test_a_lot_past_the_pending_bound_is_cut_there(joined, general, monkey
     assert await alice.nothing(0.3)
 
 
+async def test_an_event_in_the_one_frame_form_is_still_delivered(joined, general):
+    # What instances sent before lots: during a rolling deploy both forms meet.
+    from chat import events
+
+    alice = await joined("alice")
+    frame = {"type": "message", "id": 1, "seq": 1, "room": "general",
+             "nickname": "x", "text": "m1", "ts": "2026-01-01T00:00:00Z",
+             "client_id": None}  # fmt: skip
+    get_hub().dispatch({"type": events.EVENT_TYPE, "room": general.pk, "frame": frame})
+    assert (await alice.expect("message"))["text"] == "m1"
+
+
 async def test_a_busy_refusal_does_not_spend_the_rate_limit(joined, monkeypatch):
     alice = await joined("alice")
     monkeypatch.setattr(services, "MAX_SAVES_WAITING", 0)
