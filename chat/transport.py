@@ -76,6 +76,7 @@ class TwistedSocket:
         if (
             transport.connected
             and not transport.disconnecting
+            and not transport._aborting
             and not transport.TLS
             and not self.buffered()
         ):

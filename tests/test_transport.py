@@ -16,6 +16,7 @@ class FakeTransport:
         self.socket = sock
         self.connected = True
         self.disconnecting = False
+        self._aborting = False
         self.dataBuffer = b""
         self.offset = 0
         self._tempDataLen = 0
@@ -79,7 +80,7 @@ def test_what_the_kernel_does_not_take_is_left_to_twisted(pair):
     assert sent + b"".join(transport.queued) == data
 
 
-@pytest.mark.parametrize("state", ["TLS", "disconnecting"])
+@pytest.mark.parametrize("state", ["TLS", "disconnecting", "_aborting"])
 def test_tls_or_closing_connections_write_through_twisted(pair, state):
     ours, theirs = pair
     transport = FakeTransport(ours)
