@@ -363,18 +363,21 @@ async def test_sustained_overload_stays_bounded_and_recovers(
     latencies = []
     gate = asyncio.Semaphore(50)
 
+    crowd = []
+
     async def enter(index):
         server = servers[index % len(servers)]
         async with gate:
             client = await LeanClient.connect(
                 server.ws_url(slug), server.origin, latencies
             )
+            crowd.append(client)
             client.send_text(json.dumps({"type": "join", "nickname": f"user{index}"}))
             await asyncio.wait_for(client.welcomed, 30)
-            return client
 
-    crowd = await asyncio.gather(*(enter(i) for i in range(OVERLOAD_CLIENTS)))
     try:
+        await asyncio.gather(*(enter(i) for i in range(OVERLOAD_CLIENTS)))
+        senders = crowd[:OVERLOAD_SENDERS]
         rss = {server.name: [server.rss()] for server in servers}
         assert all(rss.values())
 
@@ -389,7 +392,7 @@ async def test_sustained_overload_stays_bounded_and_recovers(
         sent = 0
         while (elapsed := time.monotonic() - started) < OVERLOAD_SECONDS:
             while sent < elapsed * OVERLOAD_RATE:
-                sender = crowd[sent % OVERLOAD_SENDERS]
+                sender = senders[sent % OVERLOAD_SENDERS]
                 frame = {"type": "message", "text": f"t{time.time_ns()}",
                          "client_id": f"c{sent}"}  # fmt: skip
                 sender.send_text(json.dumps(frame))
@@ -397,9 +400,9 @@ async def test_sustained_overload_stays_bounded_and_recovers(
             await asyncio.sleep(0.005)
         offered = sent / (time.monotonic() - started)
         stopped = time.monotonic()
-        # Saved is what counts: a message refused as `unavailable` was not
-        # accepted (a browser resends it).
-        stored = await _settled_messages(database, room_id)
+        # Every message is answered: saved (and relayed), or refused with an
+        # error frame (`unavailable`: a browser resends it).
+        stored = await _all_answered(database, room_id, senders, sent)
         sampler.cancel()
         # Every client fills its gaps from the history API, by seq.
         history = await _history(servers[0], slug)
@@ -445,18 +448,23 @@ async def test_sustained_overload_stays_bounded_and_recovers(
     )
 
 
-async def _settled_messages(database, room_id, quiet=2.0, timeout=120):
-    """(seq, text) of the room's messages, once no new one was saved for `quiet` s."""
+async def _all_answered(database, room_id, senders, sent, timeout=120):
+    """(seq, text) of the room's messages, once each message sent was saved or
+    refused."""
     sql = "SELECT seq, text FROM chat_message WHERE room_id = %s ORDER BY seq"
     deadline = time.monotonic() + timeout
-    rows = None
-    while time.monotonic() < deadline:
-        now = await asyncio.to_thread(database.query, sql, (room_id,))
-        if rows is not None and len(now) == len(rows):
-            return [tuple(row) for row in now]
-        rows = now
-        await asyncio.sleep(quiet)
-    pytest.fail(f"messages still being saved after {timeout}s")
+    while True:
+        rows = await asyncio.to_thread(database.query, sql, (room_id,))
+        refused = sum(sum(sender.errors.values()) for sender in senders)
+        if len(rows) + refused == sent:
+            return [tuple(row) for row in rows]
+        dropped = sum(sender.closed.done() for sender in senders)
+        if time.monotonic() > deadline or dropped:
+            pytest.fail(
+                f"{sent} sent, {len(rows)} saved, {refused} refused, "
+                f"{dropped} senders dropped"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def _history(server, slug):
