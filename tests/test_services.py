@@ -56,16 +56,34 @@ def _needs_server_database():
         pytest.skip("concurrent writers need a server database (DATABASE_URL)")
 
 
+def _save_lots(room_id, sender, count):
+    return [
+        message.seq
+        for n in range(count)
+        for message, _created in services.messages_save(
+            room_id=room_id, drafts=_drafts(f"x{n}", f"y{n}", f"z{n}", visitor=sender)
+        )
+    ]
+
+
+# Four senders, 15 messages each: one at a time, or in lots of three.
+@pytest.mark.parametrize(
+    ("save", "count", "lot"), [(_save_many, 15, 1), (_save_lots, 5, 3)]
+)
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_senders_share_one_gapless_sequence():
+def test_concurrent_senders_share_one_gapless_sequence(save, count, lot):
     _needs_server_database()
     room = Room.objects.create(name="Busy", slug="busy")
     with ThreadPoolExecutor(4) as pool:
         runs = list(
-            pool.map(_own_connection, [_save_many] * 4, [room.pk] * 4, "abcd", [15] * 4)
+            pool.map(_own_connection, [save] * 4, [room.pk] * 4, "abcd", [count] * 4)
         )
     assert sorted(seq for run in runs for seq in run) == list(range(1, 61))
     assert all(run == sorted(run) for run in runs)
+    # A lot's seqs are consecutive.
+    assert all(
+        run[i + lot - 1] - run[i] == lot - 1 for run in runs for i in range(0, 15, lot)
+    )
 
 
 def test_resent_client_id_returns_the_saved_message(room):
@@ -148,29 +166,6 @@ def test_an_archived_room_refuses_every_message_of_a_lot(room):
     assert [r.code for r in results] == ["room_archived"] * 2
     assert results[0] is not results[1]  # each sender's error is its own
     assert not Message.objects.exists()
-
-
-def _save_lots(room_id, sender, count):
-    return [
-        message.seq
-        for n in range(count)
-        for message, _created in services.messages_save(
-            room_id=room_id, drafts=_drafts(f"x{n}", f"y{n}", f"z{n}", visitor=sender)
-        )
-    ]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_lots_share_one_gapless_sequence():
-    _needs_server_database()
-    room = Room.objects.create(name="Busy", slug="busy")
-    with ThreadPoolExecutor(4) as pool:
-        runs = list(
-            pool.map(_own_connection, [_save_lots] * 4, [room.pk] * 4, "abcd", [5] * 4)
-        )
-    assert sorted(seq for run in runs for seq in run) == list(range(1, 61))
-    # Each lot's seqs are consecutive.
-    assert all(run[i + 2] - run[i] == 2 for run in runs for i in range(0, 15, 3))
 
 
 @pytest.mark.django_db(transaction=True)
