@@ -1,5 +1,5 @@
+from django.conf import settings
 from django.db import models
-from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -74,23 +74,50 @@ class Instance(models.Model):
         return self.name
 
 
+# Long enough for the skeleton (chat/nicknames.py) of any 32-character nickname:
+# a code point's skeleton has at most 7 (a Hangul syllable: three jamo, some of
+# which map to two), so 224; tests/test_nicknames.py checks every code point.
+SKELETON_MAX_LENGTH = 256
+
+
 class Member(models.Model):
     """A nickname held in a room by one visitor while they have a live connection."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="members")
     nickname = models.CharField(max_length=32)
+    # nicknames.skeleton(nickname): look-alike nicknames share it, so the room
+    # holds one of them. Compared as stored, never folded by the database
+    # (SQLite's lower() folds ASCII only).
+    skeleton = models.CharField(max_length=SKELETON_MAX_LENGTH)
     visitor = models.CharField(max_length=64)
     joined = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                "room", Lower("nickname"), name="member_room_nickname_ci"
+                fields=["room", "skeleton"], name="member_room_skeleton"
             ),
         ]
 
     def __str__(self):
         return f"{self.nickname} in {self.room_id}"
+
+
+class RegisteredName(models.Model):
+    """
+    The skeleton of a registered user's username: nicknames with it are that
+    user's alone. Kept in step with the users by chat/signals.py, so that a join
+    asks one indexed question instead of comparing every username.
+    """
+
+    # Unique: of users whose usernames look alike, the first registered holds it.
+    skeleton = models.CharField(max_length=SKELETON_MAX_LENGTH, unique=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+
+    def __str__(self):
+        return self.skeleton
 
 
 class Connection(models.Model):

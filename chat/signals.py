@@ -1,5 +1,11 @@
-"""A room archived or deleted (in the admin or anywhere else) closes its sockets."""
+"""
+A room archived or deleted (in the admin or anywhere else) closes its sockets;
+a user saved keeps their username's RegisteredName in step (a deleted user's
+goes with them, on_delete=CASCADE).
+"""
 
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
@@ -24,3 +30,11 @@ def room_archived(sender, instance, created, **kwargs):
 @receiver(post_delete, sender=Room)
 def room_deleted(sender, instance, **kwargs):
     services.room_closed(room_id=instance.pk)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def user_registered_name(
+    sender: type, instance: AbstractBaseUser, **kwargs: object
+) -> None:
+    # Also for a user saved raw (loaddata): only the username is read.
+    services.registered_name_save(user=instance)
