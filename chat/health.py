@@ -3,7 +3,9 @@ Health probes for load balancers and App Service.
 
 /healthz: liveness, the process answers; it touches nothing else.
 /readyz: readiness, a database query and a channel-layer round trip, each with
-a short timeout; 503 names the dependency that failed.
+a short timeout; 503 names the dependency that failed. One run of the checks
+at a time per process, its result shared for REUSE_SECONDS: a burst of probes
+costs one query and one round trip, not one each.
 
 They are answered by a middleware placed first, before anything checks the Host
 header or redirects to https: probes come from the platform's internal addresses,
@@ -12,12 +14,17 @@ and ALLOWED_HOSTS stays closed to those for the rest of the site.
 
 import asyncio
 import logging
+import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from django.core.signals import setting_changed
 from django.db import connection, transaction
+from django.dispatch import receiver
 from django.http import JsonResponse
 
 from .models import Room
@@ -25,6 +32,11 @@ from .models import Room
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 2.0
+# /readyz is open to anyone (it answers before the Host check): without sharing,
+# every concurrent probe opened a database connection and two threads of its own.
+REUSE_SECONDS = 1.0
+# The clock results are dated by (a module attribute, so tests can move it).
+clock = time.monotonic
 
 
 def cause(exc):
@@ -77,32 +89,79 @@ def _check_channel_layer():
 CHECKS = {"database": _check_database, "channel_layer": _check_channel_layer}
 
 
-def _within_deadline(check):
+# A check given up on whose thread still runs, by name: no second one is
+# started beside it, so a hung dependency holds one thread per check at most.
+_abandoned: dict[str, Future] = {}
+
+
+def _within_deadline(name: str, check: Callable[[], None]) -> None:
     """
     Run a check in a thread of its own and give up on it after the deadline. A
     connect can hang for longer than a probe waits: a SQLite file another
     process holds makes it wait its 20 s busy timeout, a silent PostgreSQL host
     its connect_timeout. The abandoned thread ends when that wait does.
     """
+    previous = _abandoned.get(name)
+    if previous is not None and not previous.done():
+        raise TimeoutError("the previous check has not answered yet")
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
+    future = pool.submit(check)
     try:
-        return pool.submit(check).result(timeout=CHECK_TIMEOUT_SECONDS + 0.5)
+        return future.result(timeout=CHECK_TIMEOUT_SECONDS + 0.5)
     except FuturesTimeout:
+        _abandoned[name] = future
         raise TimeoutError(f"no answer within {CHECK_TIMEOUT_SECONDS} s") from None
     finally:
         pool.shutdown(wait=False)
 
 
-def readyz(request):
+def _run_checks() -> dict[str, str]:
     results = {}
     for name, check in CHECKS.items():
         try:
-            _within_deadline(check)
+            _within_deadline(name, check)
         except Exception as exc:  # noqa: BLE001 - every failure is "not ready"
             logger.warning("readyz_failed dependency=%s cause=%s", name, cause(exc))
             results[name] = f"failed: {type(exc).__name__}"
         else:
             results[name] = "ok"
+    return results
+
+
+class _Shared:
+    """The last run's results and when it ended; the lock is held by the run in
+    flight, and probes that come meanwhile wait for its results."""
+
+    lock = threading.Lock()
+    results: dict[str, str] | None = None
+    ended = 0.0
+
+
+def _shared_results() -> dict[str, str]:
+    with _Shared.lock:
+        fresh = clock() - _Shared.ended < REUSE_SECONDS
+        if _Shared.results is None or not fresh:
+            _Shared.results = _run_checks()
+            _Shared.ended = clock()
+        return _Shared.results
+
+
+def forget_results() -> None:
+    """The next probe runs the checks again."""
+    with _Shared.lock:
+        _Shared.results = None
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: object) -> None:
+    # Results under other databases or channel layers say nothing about these
+    # (tests change them in the process).
+    if setting in ("DATABASES", "CHANNEL_LAYERS"):
+        forget_results()
+
+
+def readyz(request):
+    results = dict(_shared_results())
     failed = [name for name, result in results.items() if result != "ok"]
     body = {"status": "fail" if failed else "ok", "checks": results}
     if failed:

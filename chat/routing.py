@@ -6,7 +6,8 @@ from . import consumers
 # that one accepts, the other accepts too.
 websocket_urlpatterns = [
     path("ws/rooms/<slug:slug>/", consumers.RoomConsumer.as_asgi()),
-    # Any other path is answered by the same consumer with room_not_found,
-    # rather than a dropped handshake.
-    re_path(r"^ws/", consumers.RoomConsumer.as_asgi()),
+    # Any other path, under /ws/ or not, is answered by the same consumer with
+    # room_not_found: URLRouter's "No route found" would be a 500 and a
+    # traceback in the log for every such handshake.
+    re_path(r"", consumers.RoomConsumer.as_asgi()),
 ]

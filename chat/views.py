@@ -4,7 +4,7 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
-from . import protocol, selectors
+from . import protocol, selectors, visitors
 
 HISTORY_PAGE_MAX = 200
 
@@ -24,10 +24,6 @@ def _room_or_404(slug):
 @require_GET
 def room(request, slug):
     room = _room_or_404(slug)
-    # The session is the visitor's identity on the socket: make sure there is one.
-    if request.session.session_key is None:
-        request.session["visitor"] = True
-        request.session.save()
     nickname = request.user.get_username() if request.user.is_authenticated else ""
     config = {
         "room": room.slug,
@@ -36,7 +32,12 @@ def room(request, slug):
         "maxMessageLength": settings.CHAT_MAX_MESSAGE_LENGTH,
         "nicknameMaxLength": protocol.NICKNAME_MAX_LENGTH,
     }
-    return render(request, "chat/room.html", {"room": room, "config": config})
+    response = render(request, "chat/room.html", {"room": room, "config": config})
+    # The visitor's identity on the socket: a signed cookie, not a session row
+    # for everyone who opens the page (chat/visitors.py).
+    if not visitors.has_cookie(request):
+        visitors.give_cookie(response)
+    return response
 
 
 def _query_int(request, name, minimum=0):

@@ -14,8 +14,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.origins import SiteOriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.transport import SocketMiddleware  # noqa: E402
 
@@ -24,9 +24,9 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Outermost, so that it sees the server's own send callable.
         "websocket": SocketMiddleware(
-            AllowedHostsOriginValidator(
-                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-            )
+            # Host, scheme and port of the Origin, not only its host name
+            # (chat/origins.py).
+            SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

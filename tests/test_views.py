@@ -61,18 +61,20 @@ def test_lobby_without_open_rooms_says_so(client):
     assertContains(client.get("/"), "There are no open rooms yet.")
 
 
-def test_room_page_starts_a_session_once(client, room):
+def test_room_page_gives_a_visitor_cookie_once(client, room):
     first = client.get("/rooms/test/")
     assert first.status_code == 200
     assertInHTML('<h1 id="room-name">Test</h1>', first.content.decode())
-    session = first.cookies["sessionid"]
-    assert session.value
-    assert session["httponly"]
-    # The same visitor keeps the same session: no new cookie on the next visit.
+    visitor = first.cookies["visitor"]
+    assert visitor.value
+    assert visitor["httponly"]
+    assert visitor["samesite"] == "Lax"
+    assert "sessionid" not in first.cookies
+    # The same visitor keeps the same cookie: no new one on the next visit.
     second = client.get("/rooms/test/")
     assert second.status_code == 200
-    assert "sessionid" not in second.cookies
-    assert client.session.session_key == session.value
+    assert "visitor" not in second.cookies
+    assert client.cookies["visitor"].value == visitor.value
 
 
 def test_unknown_room_is_a_proper_404_page(client):

@@ -1,0 +1,75 @@
+"""
+Who a visitor is, without a row in the database for each one.
+
+The room page gives every browser a `visitor` cookie: a random id, signed with
+SECRET_KEY so that it cannot be made up or changed. The WebSocket reads it back
+from its handshake. Signed-in people (moderators in the admin) are known by
+their session instead. Only services.visitor_key()'s hash of either is stored.
+"""
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
+
+from . import services
+
+COOKIE_NAME = "visitor"
+# Signing salt: a value signed for anything else is not a visitor id.
+COOKIE_SALT = "chat.visitors"
+# A year: the nickname and resends stay the visitor's across visits. An older
+# cookie is refused (and the room page gives a new one).
+COOKIE_AGE_SECONDS = 60 * 60 * 24 * 365
+
+
+def signer() -> signing.TimestampSigner:
+    # SECRET_KEY (and its fallbacks while keys are rotated) with a salt of its
+    # own; read here and in the room page, so both sides always agree.
+    return signing.TimestampSigner(salt=COOKIE_SALT)
+
+
+def cookie_id(value: str | None) -> str | None:
+    """The visitor id in a cookie's value, or None when it is missing, forged
+    or too old."""
+    if not value:
+        return None
+    try:
+        return signer().unsign(value, max_age=COOKIE_AGE_SECONDS)
+    except signing.BadSignature:  # SignatureExpired is one too
+        return None
+
+
+def has_cookie(request: HttpRequest) -> bool:
+    return cookie_id(request.COOKIES.get(COOKIE_NAME)) is not None
+
+
+def give_cookie(response: HttpResponse) -> None:
+    """A new visitor id on the response. HttpOnly: page scripts never need it;
+    SameSite=Lax: other sites' requests do not carry it."""
+    response.set_cookie(
+        COOKIE_NAME,
+        signer().sign(secrets.token_urlsafe(18)),
+        max_age=COOKIE_AGE_SECONDS,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def visitor_of(scope: Mapping[str, Any], connection_id: str) -> str:
+    """
+    The stored form of the visitor behind a WebSocket: their session when they
+    have one, else their visitor cookie, else the connection itself (a client
+    without cookies is a new visitor on every socket).
+    """
+    session_key = getattr(scope.get("session"), "session_key", None)
+    if session_key:
+        return services.visitor_key(session_key)
+    visitor_id = cookie_id(scope.get("cookies", {}).get(COOKIE_NAME))
+    if visitor_id is not None:
+        # Prefixed: an id can never equal a session key's hash input.
+        return services.visitor_key(f"cookie:{visitor_id}")
+    return services.visitor_key(connection_id)
