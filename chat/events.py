@@ -8,16 +8,16 @@ msgpack, which cannot carry datetimes or UUIDs.
 """
 
 import asyncio
+import contextvars
 import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from . import drops
 from .health import cause
 from .loops import loop_local
-
-logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "room.event"
 SEND_TIMEOUT_SECONDS = 2.0
@@ -28,23 +28,85 @@ SEND_TIMEOUT_SECONDS = 2.0
 MAX_CONCURRENT_SENDS = 50
 _slots = loop_local(lambda: asyncio.Semaphore(MAX_CONCURRENT_SENDS))
 
+# channels-redis's core layer drops a group_send to a channel at its capacity
+# without an error: it only logs, at INFO, how many channels were over. That
+# line is caught here, and the drop counted and logged like any other
+# (chat/drops.py). The text is channels-redis's (4.x, core.py).
+OVER_CAPACITY_MESSAGE = "%s of %s channels over capacity in group %s"
+# The send under way in this task: how many channels it found full.
+_over_capacity: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "over_capacity", default=None
+)
+
+
+class _OverCapacity(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != OVER_CAPACITY_MESSAGE or len(record.args or ()) != 3:
+            return True
+        over = int(record.args[0])
+        found = _over_capacity.get()
+        if found is not None:
+            found.append(over)
+        else:  # a group_send made elsewhere: its frames are not known
+            drops.dropped("layer_channel_full", "event", over, group=record.args[2])
+        # Counted and logged (rate-limited) instead of one line per send.
+        return False
+
+
+def watch_channel_full() -> None:
+    """Catch channels-redis's over-capacity line (once per process)."""
+    redis_logger = logging.getLogger("channels_redis.core")
+    if any(isinstance(f, _OverCapacity) for f in redis_logger.filters):
+        return
+    redis_logger.addFilter(_OverCapacity())
+    if redis_logger.getEffectiveLevel() > logging.INFO:
+        # Its one INFO line, and it never reaches a handler (the filter).
+        redis_logger.setLevel(logging.INFO)
+
+
+watch_channel_full()
+
 
 async def _group_send(room_id, event):
-    async with _slots():
-        await get_channel_layer().group_send(group_name(room_id), event)
+    over = []
+    token = _over_capacity.set(over)
+    try:
+        async with _slots():
+            await get_channel_layer().group_send(group_name(room_id), event)
+    finally:
+        _over_capacity.reset(token)
+    if over:
+        frames = event["frames"]
+        # Each full channel is one process's hub: it lost every frame of it.
+        drops.dropped(
+            "layer_channel_full",
+            drops.kind_of(frames),
+            sum(over) * len(frames),
+            room=room_id,
+        )
 
 
 def group_name(room_id):
     return f"room-{int(room_id)}"
 
 
-async def room_send(room_id, *frames, exclude=None, close=None):
+async def room_send(room_id, *frames, exclude=None, close=None, excludes=None):
     """
     Ring the room's doorbell with one or more frames, in order; False when the
     layer could not take them.
 
-    A failure is logged and swallowed: what was saved stays saved, and clients
-    catch up from the database by seq.
+    `excludes`, one connection id (or None) per frame, keeps each frame from
+    one socket of its own (coalesced typing: each typist's frame is not sent
+    back to it); otherwise `exclude` holds for every frame. Hubs that predate
+    "excludes" read only "exclude", None then: a typist's own frame reaches
+    its socket, and clients ignore typing of their own nickname
+    (docs/protocol.md).
+
+    A failure is logged (rate-limited, chat/drops.py) and swallowed: what was
+    saved stays saved, and clients catch up from the database by seq. A send
+    that found hubs' channels full is counted the same way but answers True:
+    which instances lost it is not known, and a sender's copy sent directly
+    would come twice wherever the event did arrive.
     """
     event = {
         "type": EVENT_TYPE,
@@ -53,14 +115,17 @@ async def room_send(room_id, *frames, exclude=None, close=None):
         "exclude": exclude,
         "close": close,
     }
+    if excludes is not None:
+        event["excludes"] = list(excludes)
     try:
         await asyncio.wait_for(_group_send(room_id, event), SEND_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - any layer failure is survivable
-        logger.warning(
-            "layer_send_failed room=%s type=%s cause=%s",
-            room_id,
-            frames[0]["type"] if frames else "-",
-            cause(exc),
+        drops.dropped(
+            "layer_send_failed",
+            drops.kind_of(frames),
+            len(frames),
+            room=room_id,
+            cause=cause(exc),
         )
         return False
     return True

@@ -18,6 +18,7 @@ presence of instances that stopped beating (killed, or cut off).
 
 import asyncio
 import atexit
+import collections
 import contextlib
 import logging
 from datetime import timedelta
@@ -27,7 +28,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from . import events, protocol, services
+from . import counters, drops, events, protocol, services
 from .health import cause
 from .loops import loop_local
 from .transport import text_frame
@@ -48,6 +49,12 @@ FLUSH_SECONDS = 0.005
 # memory under overload: the pub/sub layer queues without limit, and the hub
 # reads faster than it writes.
 MAX_PENDING_EVENTS = 5000
+# Typing signals give way to everything else at the bound: the waiting ones are
+# dropped to make room for a message (or joined, left, deleted, an error that
+# closes sockets), and a new one is never queued in their place. A lost
+# stop_typing clears by itself on clients (docs/protocol.md); a lost message
+# only by catching up.
+EXPENDABLE = frozenset({protocol.TYPING, protocol.STOP_TYPING})
 # How long a stopping instance spends telling the rooms who left, at most.
 CLOSE_ANNOUNCE_SECONDS = 3.0
 
@@ -64,7 +71,7 @@ def _remove_at_exit(instance):
 
         async def announce():
             for departure in departures:
-                await services.announce_departure(departure)
+                await services.announce_departure(departure, at_once=True)
 
         if departures:
             asyncio.run(asyncio.wait_for(announce(), 2))
@@ -75,12 +82,13 @@ def _remove_at_exit(instance):
 class Event:
     """One room event, encoded once for every local socket."""
 
-    __slots__ = ("_data", "close", "exclude", "frame", "message", "seq")
+    __slots__ = ("_data", "close", "exclude", "expendable", "frame", "message", "seq")
 
     def __init__(self, frame, exclude=None, close=None):
         self.frame = frame
         self.exclude = exclude
         self.close = close
+        self.expendable = self.frame["type"] in EXPENDABLE
         is_message = self.frame["type"] == protocol.MESSAGE
         self.seq = int(self.frame["seq"]) if is_message else None
         # One ASGI message shared by every socket: the servers only read it.
@@ -141,7 +149,8 @@ class Hub:
         self._background_tasks = set()
         self.pending = {}
         self.pending_count = 0
-        self.dropped = 0
+        # How many of the pending events are typing signals (EXPENDABLE).
+        self.pending_expendable = 0
         self._wake = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self._tasks = []
@@ -181,7 +190,7 @@ class Hub:
             # Bounded: a server stopping waits for this.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._announce(departures), CLOSE_ANNOUNCE_SECONDS
+                    self._announce(departures, at_once=True), CLOSE_ANNOUNCE_SECONDS
                 )
 
     async def attach(self, room_id, consumer):
@@ -238,24 +247,67 @@ class Hub:
         room_id = event.get("room")
         if room_id not in self.rooms:
             return
+        lost = collections.Counter()
         try:
             # "frame": one frame, as instances before lots sent them (a rolling
             # deploy has both).
             frames = event.get("frames") or [event["frame"]]
             exclude, close = event.get("exclude"), event.get("close")
-            # Past the bound the rest is dropped; clients catch up by seq.
-            room_events = [
-                Event(frame, exclude, close)
-                for frame in frames[: MAX_PENDING_EVENTS - self.pending_count]
-            ]
+            # "excludes": one socket per frame (coalesced typing, chat/typing.py);
+            # without it (older instances) "exclude" holds for every frame.
+            excludes = event.get("excludes")
+            if not isinstance(excludes, list) or len(excludes) != len(frames):
+                excludes = [exclude] * len(frames)
+            room_events = []
+            for frame, frame_exclude in zip(frames, excludes, strict=True):
+                at_bound = self.pending_count + len(room_events) >= MAX_PENDING_EVENTS
+                # Past the bound the rest is dropped, typing first; clients
+                # catch up by seq.
+                if at_bound and (
+                    frame["type"] in EXPENDABLE
+                    or not self._drop_typing(room_events, lost)
+                ):
+                    lost[drops.kind_of([frame])] += 1
+                    continue
+                room_events.append(Event(frame, frame_exclude, close))
         except (KeyError, TypeError, ValueError, AttributeError):
-            logger.warning("hub_bad_event room=%s", room_id)
+            drops.dropped("hub_bad_event", "event", room=room_id)
             return
-        self.dropped += len(frames) - len(room_events)
+        finally:
+            for kind, count in lost.items():
+                drops.dropped("hub_overloaded", kind, count, room=room_id)
         if room_events:
             self.pending.setdefault(room_id, []).extend(room_events)
             self.pending_count += len(room_events)
+            self.pending_expendable += sum(e.expendable for e in room_events)
             self._wake.set()
+
+    def _drop_typing(self, lot, lost):
+        """
+        Make room at the bound: drop every typing signal waiting, in the lot
+        being queued too; False when there was none.
+
+        All of them at once, not one per frame that needs a place: a scan of
+        the pending events then happens once per filling of the bound, not once
+        per message past it.
+        """
+        removed = 0
+        if self.pending_expendable:
+            for room_id in list(self.pending):
+                queued = self.pending[room_id]
+                kept = [e for e in queued if not e.expendable]
+                removed += len(queued) - len(kept)
+                if kept:
+                    self.pending[room_id] = kept
+                else:
+                    del self.pending[room_id]
+            self.pending_count -= removed
+            self.pending_expendable = 0
+        kept = [e for e in lot if not e.expendable]
+        removed += len(lot) - len(kept)
+        lot[:] = kept
+        lost[protocol.TYPING] += removed
+        return removed > 0
 
     async def _flush(self):
         while True:
@@ -263,19 +315,20 @@ class Hub:
             self._wake.clear()
             pending, self.pending = self.pending, {}
             self.pending_count = 0
-            if self.dropped:
-                logger.warning("hub_overloaded dropped_events=%d", self.dropped)
-                self.dropped = 0
+            self.pending_expendable = 0
             for room_id, room_events in pending.items():
                 try:
                     batch = Batch(room_events)
                 except Exception:
+                    # A bug, with its traceback each time; counted as a drop.
+                    counters.add(drops.counter_name("hub_batch_failed", "event"))
                     logger.exception("hub_batch_failed room=%s", room_id)
                     continue
                 for consumer in list(self.rooms.get(room_id, ())):
                     try:
                         await consumer.deliver(batch)
                     except Exception:
+                        counters.add(drops.counter_name("hub_deliver_failed", "event"))
                         logger.exception("hub_deliver_failed room=%s", room_id)
             await asyncio.sleep(FLUSH_SECONDS)
 
@@ -333,9 +386,9 @@ class Hub:
                     except Exception as exc:  # noqa: BLE001 - the next socket's turn
                         logger.warning("restore_failed cause=%s", cause(exc))
 
-    async def _announce(self, departures):
+    async def _announce(self, departures, at_once=False):
         for departure in departures:
-            await services.announce_departure(departure)
+            await services.announce_departure(departure, at_once=at_once)
 
     def _background(self, coroutine):
         task = asyncio.create_task(coroutine)
