@@ -32,7 +32,9 @@ if [ ! -f "${STATIC_ROOT:-staticfiles}/staticfiles.json" ]; then
 fi
 
 # exec: Daphne takes this shell's PID, so App Service's SIGTERM reaches it.
-# --proxy-headers: the client's address from the front end's X-Forwarded-For.
+# No --proxy-headers: Daphne would take the left-most X-Forwarded-For entry,
+#   which the client writes itself. The app reads the entry App Service's
+#   front end appended (CHAT_PROXY_HOPS, 1 by itself on App Service).
 # --ping-interval 15: an idle WebSocket still carries a ping every 15 s, well
 #   inside the idle timeouts of the proxies on the way (App Service's front
 #   end, Application Gateway's backend request timeout, Azure Load Balancer's
@@ -44,7 +46,6 @@ fi
 exec python -m daphne \
   --bind 0.0.0.0 \
   --port "${PORT:-8000}" \
-  --proxy-headers \
   --ping-interval 15 \
   --ping-timeout 30 \
   --websocket-max-message-size 65536 \

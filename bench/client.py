@@ -46,7 +46,7 @@ class Client(asyncio.Protocol):
         self.closed = loop.create_future()
 
     @classmethod
-    async def connect(cls, url, origin, latencies):
+    async def connect(cls, url, origin, latencies, headers=()):
         parts = urlsplit(url)
         loop = asyncio.get_running_loop()
         _transport, client = await loop.create_connection(
@@ -59,7 +59,9 @@ class Client(asyncio.Protocol):
                 f"Host: {parts.hostname}:{parts.port}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Origin: {origin}\r\n\r\n"
+                f"Origin: {origin}\r\n"
+                + "".join(f"{name}: {value}\r\n" for name, value in headers)
+                + "\r\n"
             ).encode()
         )
         # Servers drop what comes before their handshake answer.

@@ -99,7 +99,20 @@ async def measure(args):
         instances=args.instances,
         server=args.server,
         layer=args.layer,
-        extra_env={"CHAT_RATE_BURST": "100000", "CHAT_RATE_PER_SECOND": "100000"},
+        # The load comes from one address and few visitors: no limit applies.
+        extra_env={
+            name: "1000000"
+            for name in (
+                "CHAT_RATE_BURST",
+                "CHAT_RATE_PER_SECOND",
+                "CHAT_ADDRESS_RATE_BURST",
+                "CHAT_ADDRESS_RATE_PER_SECOND",
+                "CHAT_JOIN_BURST",
+                "CHAT_JOIN_PER_SECOND",
+                "CHAT_ADDRESS_JOIN_BURST",
+                "CHAT_ADDRESS_JOIN_PER_SECOND",
+            )
+        },
     ) as cluster:
         receivers = await connect_all(cluster, args.clients, stats)
         await settle(cluster.server_pids())

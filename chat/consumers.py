@@ -8,11 +8,11 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
-from . import protocol, selectors, services
+from . import limits, protocol, selectors, services, visitors
+from .addresses import scope_address
 from .health import cause
 from .hub import Batch, get_hub
 from .protocol import ProtocolError
-from .ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -34,22 +34,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.nickname = None
         # Messages up to this seq were sent in the welcome; live copies are skipped.
         self.floor = 0
+        self.join_attempts = 0
+        # The task closing this socket, once one was started (close_soon).
+        self.closing = None
         # Room events that arrive between subscribing and the welcome wait here.
         self.backlog = []
         # The server's connection, where it can be seen (chat/transport.py).
         self.socket = self.scope.get("socket")
         self.send_buffer_max = settings.CHAT_SEND_BUFFER_BYTES
         self.instance = settings.CHAT_INSTANCE_ID
-        session = self.scope.get("session")
-        session_key = getattr(session, "session_key", None)
-        self.visitor = services.visitor_key(session_key or self.connection_id)
+        self.visitor = visitors.visitor_of(self.scope, self.connection_id)
         self.user = self.scope.get("user")
-        self.messages_bucket = TokenBucket(
-            burst=settings.CHAT_RATE_BURST, rate=settings.CHAT_RATE_PER_SECOND
-        )
         # Typing signals and pings beyond this are dropped without a word: each
         # is relayed to the room or costs a query.
-        self.signals_bucket = TokenBucket(burst=10, rate=5)
+        self.signals_bucket = limits.TokenBucket(burst=10, rate=5)
         self.handlers = {
             protocol.JOIN: self.on_join,
             protocol.MESSAGE: self.on_message,
@@ -57,7 +55,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             protocol.STOP_TYPING: self.on_typing,
             protocol.PING: self.on_ping,
         }
+        self.address = scope_address(self.scope)
+        # Saves of this socket's messages under way, in the order they came.
+        self.saving = set()
         slug = self.scope["url_route"]["kwargs"].get("slug", "")
+        # Before any database work: a flood of connects is refused cheaply.
+        if not await self.admitted():
+            await self.accept()
+            await self.refuse(
+                protocol.RATE_LIMITED,
+                _("Too many joins just now; try again shortly."),
+                protocol.CLOSE_TRY_LATER,
+            )
+            return
         try:
             room = (
                 await database_sync_to_async(selectors.room_get)(slug=slug)
@@ -126,66 +136,89 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             frame = protocol.parse_client_frame(text_data)
             if self.nickname is None and frame.type != protocol.JOIN:
-                raise ProtocolError(protocol.NOT_JOINED, _("Send a join frame first."))
-            await self.handlers[frame.type](frame)
-        except ProtocolError as exc:
-            await self.send_frame(
-                protocol.error_frame(exc.code, exc.message, exc.client_id)
-            )
-        except Exception as exc:  # noqa: BLE001 - logged by failed()
-            self.failed("frame_failed", exc)
-            await self.send_frame(
-                protocol.error_frame(
-                    protocol.UNAVAILABLE,
-                    _("The server could not handle that just now; try again."),
-                    getattr(frame, "client_id", None),
+                raise ProtocolError(
+                    protocol.NOT_JOINED,
+                    _("Send a join frame first."),
+                    getattr(frame, "client_id", None) or None,
                 )
-            )
+            await self.handlers[frame.type](frame)
+        except Exception as exc:  # noqa: BLE001 - answered by refuse_frame()
+            await self.refuse_frame(exc, getattr(frame, "client_id", None))
+
+    async def refuse_frame(self, exc, client_id):
+        """Answer a frame that failed: its error, or `unavailable` for a bug or
+        an outage (logged). A refused message names its client_id."""
+        if isinstance(exc, ProtocolError):
+            code, message = exc.code, exc.message
+            client_id = exc.client_id or client_id
+        else:
+            self.failed("frame_failed", exc)
+            code = protocol.UNAVAILABLE
+            message = _("The server could not handle that just now; try again.")
+        await self.send_frame(protocol.error_frame(code, message, client_id or None))
 
     # Frames -----------------------------------------------------------------
 
     async def on_join(self, frame):
         if self.nickname is not None:
             raise ProtocolError(protocol.ALREADY_JOINED, _("You have already joined."))
+        if self.join_attempts and not await self.admitted():
+            raise ProtocolError(
+                protocol.RATE_LIMITED,
+                _("Too many joins just now; try again shortly."),
+            )
+        self.join_attempts += 1
         # Events are subscribed to before history is read, so nothing falls
         # between the two; live copies of what history carried are skipped.
         hub = get_hub()
         await hub.attach(self.room.pk, self)
+        presence = None
         try:
             page = await database_sync_to_async(self._welcome_history)(frame.last_seq)
             presence = await self.record_presence(frame.nickname)
+            welcome = protocol.welcome_frame(
+                room=self.room,
+                presence=presence,
+                page=page,
+                after=frame.last_seq,
+                max_bytes=self.max_send_bytes(),
+            )
+            await self.send_frame(welcome)
         except BaseException:
+            # Nothing of a failed join stays: no held nickname, no announcement.
             await hub.detach(self.room.pk, self)
             self.backlog = []
+            if presence is not None:
+                await asyncio.shield(
+                    services.join_undo(connection_id=self.connection_id)
+                )
             raise
         # From here on the connection is recorded: disconnect() takes it out.
         self.nickname = presence.nickname
-        self.floor = page.through
-        await self.send_frame(
-            {
-                "type": protocol.WELCOME,
-                "nickname": presence.nickname,
-                "room": {
-                    "slug": self.room.slug,
-                    "name": self.room.name,
-                    "topic": self.room.topic,
-                },
-                "participants": presence.participants,
-                "users": presence.users,
-                "history": [
-                    protocol.message_frame(m, self.room.slug) for m in page.messages
-                ],
-                "last_seq": page.through,
-                "limits": {
-                    "max_message_length": settings.CHAT_MAX_MESSAGE_LENGTH,
-                    "max_frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
-                },
-            }
-        )
+        self.floor = welcome["last_seq"]
         backlog, self.backlog = self.backlog, None
         if backlog:
             await self.deliver(Batch(backlog))
+        await services.announce_arrival(
+            room=self.room, presence=presence, connection_id=self.connection_id
+        )
         self.log("join", arrived=presence.arrived)
+
+    def max_send_bytes(self):
+        """The largest frame this socket's server sends (its own limit, or ours)."""
+        limit = settings.CHAT_MAX_FRAME_BYTES
+        server_limit = self.socket.max_send_bytes() if self.socket else None
+        return min(limit, server_limit) if server_limit else limit
+
+    async def admitted(self):
+        """Whether this visitor and address may join (or connect) once more."""
+        by_visitor, by_address = limits.join_windows()
+        refused = await limits.get_limiter().hit_all(
+            (by_address, self.address), (by_visitor, self.visitor)
+        )
+        if refused is not None:
+            self.log("join_refused", level=logging.WARNING, limit=refused.name)
+        return refused is None
 
     def _welcome_history(self, last_seq):
         if last_seq is None:
@@ -197,12 +230,34 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_message(self, frame):
+        # Counted as it arrives, before the save: frames that queued behind a
+        # stall are not checked in a clump.
+        if not services.post_admissible(visitor=self.visitor):
+            # Refused before it is counted: the resend costs the sender nothing.
+            exc = services.busy()
+            exc.client_id = frame.client_id or None
+            raise exc
+        by_visitor, by_address = limits.message_windows()
+        refused = await limits.get_limiter().hit_all(
+            (by_address, self.address), (by_visitor, f"{self.room.pk}/{self.visitor}")
+        )
+        if refused is not None:
+            raise ProtocolError(
+                protocol.RATE_LIMITED,
+                _("You are sending messages too fast; that one was not sent.")
+                if refused is by_visitor
+                else _("Too many messages from your address; that one was not sent."),
+                frame.client_id or None,
+            )
+        # Saved apart from the reading of frames, so the next frame is read (and
+        # counted) on arrival; services.post takes its place in the room's queue
+        # before its first wait, so one socket's messages keep their order.
+        task = asyncio.create_task(self.post(frame))
+        self.saving.add(task)
+        task.add_done_callback(self.saving.discard)
+
+    async def post(self, frame):
         try:
-            if not self.messages_bucket.take():
-                raise ProtocolError(
-                    protocol.RATE_LIMITED,
-                    _("You are sending messages too fast; that one was not sent."),
-                )
             message, delivered = await services.post(
                 room=self.room,
                 nickname=self.nickname,
@@ -210,25 +265,26 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 text=frame.text,
                 client_id=frame.client_id,
             )
-        except ProtocolError as exc:
-            if exc.code == protocol.UNAVAILABLE:
-                # Not saved: the resend should not cost the sender twice.
-                self.messages_bucket.give_back()
-            exc.client_id = frame.client_id or None
-            raise
+        except Exception as exc:  # noqa: BLE001 - answered by refuse_frame()
+            await self.refuse_frame(exc, frame.client_id)
+            return
         if not delivered:
             # The layer did not take it (Redis away) or it was a resend: the
             # sender still gets the saved copy; others catch up by seq.
             await self.send_frame(message)
 
     async def on_typing(self, frame):
-        if self.signals_bucket.take():
-            await services.typing(
-                room=self.room,
-                nickname=self.nickname,
-                connection_id=self.connection_id,
-                active=frame.type == protocol.TYPING,
-            )
+        if not self.signals_bucket.take():
+            # Over the socket's signal budget: the room never hears of it (a
+            # lost stop clears on clients after TYPING_EXPIRE_MS).
+            services.typing_refused(room=self.room)
+            return
+        await services.typing(
+            room=self.room,
+            nickname=self.nickname,
+            connection_id=self.connection_id,
+            active=frame.type == protocol.TYPING,
+        )
 
     async def on_ping(self, frame):
         if not self.signals_bucket.take():
@@ -246,6 +302,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.backlog.extend(batch.events)
             return
         if self.nickname is None:  # left the room, its leave still under way
+            return
+        if self.closing is not None:  # its close is on its way: nothing after it
             return
         events = batch.wanted_by(self.connection_id, self.floor)
         if not events:
@@ -279,15 +337,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
 
     async def restore_presence(self):
-        """Record this socket's presence again after the instance was reaped."""
+        """
+        Record this socket's presence again after the instance was reaped (taken
+        for dead while cut off from the database). Where that cannot be done,
+        the socket is closed with CLOSE_REJOIN: the client reconnects, joins
+        with its cursor and resends what was not confirmed. Never a socket left
+        open that is no longer in its room.
+        """
         if self.nickname is None:
             return
         try:
-            await self.record_presence(self.nickname)
-        except ProtocolError as exc:
-            # Someone else took the nickname meanwhile: this socket must rejoin.
-            await self.send_frame(protocol.error_frame(exc.code, exc.message))
-            self.close_soon(1012)
+            presence = await self.record_presence(self.nickname)
+            await services.announce_arrival(
+                room=self.room, presence=presence, connection_id=self.connection_id
+            )
+        except Exception as exc:  # noqa: BLE001 - the client rejoins instead
+            if isinstance(exc, ProtocolError):
+                # Someone else took the nickname meanwhile.
+                await self.send_frame(protocol.error_frame(exc.code, exc.message))
+            else:
+                self.failed("restore_failed", exc)
+            self.close_soon(protocol.CLOSE_REJOIN)
             await self.leave_room()
 
     async def drop_slow_reader(self):
@@ -307,7 +377,27 @@ class RoomConsumer(AsyncWebsocketConsumer):
         """
         self.closing = asyncio.create_task(self.close(code=code))
 
+    async def close(self, code=None, reason=None):
+        # Through the server's connection where it is seen: Daphne's own close
+        # refuses the standard codes other than 1000 (1011, 1012, 1013), and a
+        # socket meant to reconnect was left open (chat/transport.py).
+        if self.socket is not None and code is not None:
+            await self.socket.close(self.base_send, code)
+        else:
+            await super().close(code=code, reason=reason)
+
     async def send_frame(self, frame):
+        # Error replies, pongs and the welcome answer the client's own frames: a
+        # client that sends without reading could have them buffered without
+        # end. Past the bound it is dropped as deliver() drops it, and nothing
+        # more is sent to it (its close is under way; the servers refuse to
+        # send after it).
+        if getattr(self, "leaving", None) is not None:
+            return
+        socket = self.socket
+        if socket is not None and socket.buffered() > self.send_buffer_max:
+            await self.drop_slow_reader()
+            return
         await self.send(text_data=protocol.encode(frame))
 
     async def refuse(self, code, message, close_code):

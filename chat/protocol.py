@@ -4,11 +4,12 @@ close codes. docs/protocol.md documents exactly what is here.
 """
 
 import json
-import unicodedata
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+
+from . import nicknames
 
 NICKNAME_MAX_LENGTH = 32
 CLIENT_ID_MAX_LENGTH = 64
@@ -57,6 +58,8 @@ RATE_LIMITED = "rate_limited"
 ROOM_NOT_FOUND = "room_not_found"
 ROOM_ARCHIVED = "room_archived"
 UNAVAILABLE = "unavailable"
+# The server process holds as many sockets as it may (CHAT_MAX_CONNECTIONS).
+SERVER_FULL = "server_full"
 ERROR_CODES = (
     INVALID_FRAME,
     FRAME_TOO_LARGE,
@@ -71,6 +74,7 @@ ERROR_CODES = (
     ROOM_NOT_FOUND,
     ROOM_ARCHIVED,
     UNAVAILABLE,
+    SERVER_FULL,
 )
 
 # Close codes (4000-4999 are the application's). A client does not reconnect
@@ -80,8 +84,20 @@ CLOSE_ROOM_ARCHIVED = 4410
 # The client read too slowly and its outgoing buffer overflowed; reconnecting
 # with last_seq catches it up.
 CLOSE_TOO_SLOW = 4408
+# The server could not keep this socket in its room (its instance was taken for
+# dead and could not restore it): reconnect and join again with last_seq.
+CLOSE_REJOIN = 1012
+# Refused for now (too many joins from the address or visitor): reconnect
+# after the usual backoff.
+CLOSE_TRY_LATER = 1013
 FINAL_CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED)
-CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED, CLOSE_TOO_SLOW)
+CLOSE_CODES = (
+    CLOSE_ROOM_NOT_FOUND,
+    CLOSE_ROOM_ARCHIVED,
+    CLOSE_TOO_SLOW,
+    CLOSE_REJOIN,
+    CLOSE_TRY_LATER,
+)
 
 
 class ProtocolError(Exception):
@@ -116,16 +132,11 @@ class Signal:
     type: str
 
 
-def _is_printable(text):
-    # Control, format, surrogate, private-use and unassigned characters are refused:
-    # they render invisibly or reorder the text around them.
-    return all(unicodedata.category(ch)[0] != "C" for ch in text)
-
-
 def clean_nickname(value):
+    """The nickname as kept (chat/nicknames.py: NFKC, trimmed), or ProtocolError."""
     if not isinstance(value, str):
         raise ProtocolError(INVALID_NICKNAME, _("The nickname must be text."))
-    nickname = value.strip()
+    nickname = nicknames.normalize(value)
     if not nickname:
         raise ProtocolError(INVALID_NICKNAME, _("Please choose a nickname."))
     if len(nickname) > NICKNAME_MAX_LENGTH:
@@ -134,10 +145,9 @@ def clean_nickname(value):
             _("A nickname has at most %(max)d characters.")
             % {"max": NICKNAME_MAX_LENGTH},
         )
-    if not _is_printable(nickname):
-        raise ProtocolError(
-            INVALID_NICKNAME, _("A nickname cannot contain control characters.")
-        )
+    refusal = nicknames.refusal(nickname)
+    if refusal:
+        raise ProtocolError(INVALID_NICKNAME, refusal)
     return nickname
 
 
@@ -251,6 +261,58 @@ def error_frame(code, message, client_id=None):
     frame = {"type": ERROR, "code": code, "message": message}
     if client_id:
         frame["client_id"] = client_id
+    return frame
+
+
+def _fit(items, budget, *, newest_first=False):
+    """The items, in order, that fit in `budget` bytes as JSON array members."""
+    kept = []
+    for item in reversed(items) if newest_first else items:
+        size = len(encode(item).encode()) + 1  # and its comma
+        if size > budget:
+            break
+        budget -= size
+        kept.append(item)
+    return kept[::-1] if newest_first else kept
+
+
+def welcome_frame(*, room, presence, page, after, max_bytes):
+    """
+    The answer to a join, never longer than `max_bytes` encoded: the server's
+    outgoing frame limit, which users' messages could otherwise push a welcome
+    past (every join refused, the room locked).
+
+    When the history does not fit, a first join (`after` None) keeps the newest
+    messages (older ones are a "load older" away) and a catch-up the oldest it
+    missed, with `last_seq` at the last one given and `has_more` set: the rest
+    is fetched over HTTP. A room too full for its online list to fit gives the
+    first names and `users_complete` false (`participants` still counts all).
+    """
+    frame = {
+        "type": WELCOME,
+        "nickname": presence.nickname,
+        "room": {"slug": room.slug, "name": room.name, "topic": room.topic},
+        "participants": presence.participants,
+        "users": [],
+        "users_complete": True,
+        "history": [],
+        "last_seq": page.through,
+        "has_more": page.has_more if after is not None else False,
+        "limits": {
+            "max_message_length": settings.CHAT_MAX_MESSAGE_LENGTH,
+            "max_frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
+        },
+    }
+    budget = max_bytes - len(encode(frame).encode())
+    # The online list may take half of what is left; the history the rest.
+    frame["users"] = _fit(presence.users, budget // 2)
+    frame["users_complete"] = len(frame["users"]) == len(presence.users)
+    budget = max_bytes - len(encode(frame).encode())
+    history = [message_frame(m, room.slug) for m in page.messages]
+    frame["history"] = _fit(history, budget, newest_first=after is None)
+    if after is not None and len(frame["history"]) < len(history):
+        frame["last_seq"] = frame["history"][-1]["seq"] if frame["history"] else after
+        frame["has_more"] = True
     return frame
 
 

@@ -13,15 +13,27 @@ import logging
 from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import events, protocol, selectors
+from . import events, nicknames, protocol, selectors
+from .announcements import presence_announce
 from .loops import loop_local
-from .models import Connection, Instance, Member, Message, Room
+from .models import (
+    SKELETON_MAX_LENGTH,
+    Connection,
+    Instance,
+    Member,
+    Message,
+    RegisteredName,
+    Room,
+)
 from .protocol import ProtocolError
+from .typing import get_aggregator, over_budget
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +102,10 @@ def _instances_reap(instances):
                 )
             )
             # Only the process whose delete removed the row reports the
-            # departures, so several sweeping instances announce them once.
-            deleted, _counts = Instance.objects.filter(name=name).delete()
+            # departures, so several sweeping instances announce them once. The
+            # delete repeats the query's condition: an instance whose heartbeat
+            # came back since it was listed stays.
+            deleted, _counts = instances.filter(name=name).delete()
             if not deleted:
                 continue
             for member in Member.objects.filter(pk__in=member_ids).select_for_update():
@@ -115,20 +129,52 @@ class Presence:
     arrived: bool
 
 
-def _registered_name_clash(nickname, user):
-    User = get_user_model()
-    field = f"{User.USERNAME_FIELD}__iexact"
-    if not User.objects.filter(**{field: nickname}).exists():
-        return False
-    own = getattr(user, "is_authenticated", False) and (
-        user.get_username().casefold() == nickname.casefold()
+def _registered_name_clash(
+    skeleton: str, user: AbstractBaseUser | AnonymousUser
+) -> bool:
+    """Whether a registered user other than `user` has a username of that
+    skeleton: one indexed lookup (RegisteredName), however many users."""
+    owner = (
+        RegisteredName.objects.filter(skeleton=skeleton)
+        .values_list("user_id", flat=True)
+        .first()
     )
-    return not own
+    if owner is None:
+        return False
+    return not (getattr(user, "is_authenticated", False) and owner == user.pk)
+
+
+def registered_name_save(*, user: AbstractBaseUser) -> None:
+    """Keep the user's RegisteredName in step with their username (after a save)."""
+    skeleton = nicknames.skeleton(user.get_username())
+    current = RegisteredName.objects.filter(user_id=user.pk).first()
+    if current is not None and current.skeleton == skeleton:
+        return
+    if len(skeleton) > SKELETON_MAX_LENGTH:
+        # Longer than any nickname's skeleton: no nickname can pose as it.
+        if current is not None:
+            current.delete()
+        return
+    try:
+        with transaction.atomic():
+            if current is None:
+                RegisteredName.objects.create(user_id=user.pk, skeleton=skeleton)
+            else:
+                current.skeleton = skeleton
+                current.save(update_fields=["skeleton"])
+    except IntegrityError:
+        # A user with a look-alike username was registered first and keeps the
+        # name; the old one of this user is free all the same.
+        if current is not None:
+            current.delete()
 
 
 def room_join(*, room_id, nickname, visitor, user, connection_id, instance):
     """Claim the nickname in the room for this visitor and record the connection."""
-    if _registered_name_clash(nickname, user):
+    # Whoever the caller, a stored nickname keeps the rules of chat/nicknames.py.
+    nickname = protocol.clean_nickname(nickname)
+    skeleton = nicknames.skeleton(nickname)
+    if _registered_name_clash(skeleton, user):
         raise ProtocolError(
             protocol.NICKNAME_TAKEN,
             _("%(nickname)s is a registered user's name; sign in to use it.")
@@ -137,7 +183,9 @@ def room_join(*, room_id, nickname, visitor, user, connection_id, instance):
     for _attempt in range(3):
         try:
             with transaction.atomic():
-                return _room_join(room_id, nickname, visitor, connection_id, instance)
+                return _room_join(
+                    room_id, nickname, skeleton, visitor, connection_id, instance
+                )
         except IntegrityError:
             # Another instance claimed the same nickname at the same moment, or
             # swept a ghost holding it; look again.
@@ -145,10 +193,51 @@ def room_join(*, room_id, nickname, visitor, user, connection_id, instance):
     raise ProtocolError(protocol.NICKNAME_TAKEN, _("That nickname is in use."))
 
 
-def _room_join(room_id, nickname, visitor, connection_id, instance):
+def _lock_visitor_in_room(room_id: int, visitor: str) -> None:
+    """
+    Take this visitor's joins to the room one at a time until the transaction
+    ends, so that two at once (many sockets of one session) cannot each find the
+    visitor holding no other nickname yet. SQLite needs none: its transactions
+    begin IMMEDIATE (settings.py), one writer at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.sha256(f"join:{room_id}:{visitor}".encode()).digest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)",
+            [int.from_bytes(digest[:8], "big", signed=True)],
+        )
+
+
+def _room_join(room_id, nickname, skeleton, visitor, connection_id, instance):
+    _lock_visitor_in_room(room_id, visitor)
+    # One nickname per visitor and room: one person is one participant.
+    held = (
+        Member.objects.filter(room_id=room_id, visitor=visitor)
+        .exclude(skeleton=skeleton)
+        .filter(
+            Exists(
+                selectors.live_connections()
+                .filter(member=OuterRef("pk"))
+                .exclude(pk=connection_id)
+            )
+        )
+        .values_list("nickname", flat=True)
+        .first()
+    )
+    if held is not None:
+        raise ProtocolError(
+            protocol.NICKNAME_TAKEN,
+            _(
+                "You are already in this room as %(nickname)s; join as "
+                "%(nickname)s, or leave the room there first."
+            )
+            % {"nickname": held},
+        )
     member = (
         Member.objects.select_for_update()
-        .filter(room_id=room_id, nickname__iexact=nickname)
+        .filter(room_id=room_id, skeleton=skeleton)
         .first()
     )
     if member and member.visitor != visitor:
@@ -164,9 +253,12 @@ def _room_join(room_id, nickname, visitor, connection_id, instance):
     arrived = member is None
     if arrived:
         member = Member.objects.create(
-            room_id=room_id, nickname=nickname, visitor=visitor
+            room_id=room_id, nickname=nickname, skeleton=skeleton, visitor=visitor
         )
-    Connection.objects.create(id=connection_id, member=member, instance_id=instance)
+    # A restore after a reap may find its connection recorded already.
+    Connection.objects.update_or_create(
+        id=connection_id, defaults={"member": member, "instance_id": instance}
+    )
     participants, users = selectors.room_participants(room_id=room_id)
     return Presence(
         nickname=member.nickname,
@@ -351,6 +443,10 @@ def messages_save(*, room_id, drafts):
     return [(message, True) for message in messages]
 
 
+# 1000 ids of up to 19 digits: about 20 KB, well inside the 64 KiB frame limit.
+DELETED_IDS_PER_FRAME = 1000
+
+
 def messages_delete(*, messages):
     """
     Delete messages (a moderator's doing) and take them off connected screens:
@@ -365,9 +461,16 @@ def messages_delete(*, messages):
             pk__in=[i for ids in by_room.values() for i in ids]
         ).delete()
         for room_id, ids in by_room.items():
-            events.room_send_sync(
-                room_id, {"type": protocol.DELETED, "ids": sorted(ids)}
-            )
+            ids.sort()
+            # In frames of a bounded size: no frame may pass the server's limit.
+            for start in range(0, len(ids), DELETED_IDS_PER_FRAME):
+                events.room_send_sync(
+                    room_id,
+                    {
+                        "type": protocol.DELETED,
+                        "ids": ids[start : start + DELETED_IDS_PER_FRAME],
+                    },
+                )
 
 
 def room_closed(*, room_id):
@@ -386,7 +489,12 @@ def room_closed(*, room_id):
 
 
 async def join(*, room, nickname, visitor, user, connection_id, instance):
-    presence = await database_sync_to_async(room_join)(
+    """
+    Record the connection in the room. Nobody is told yet: the joiner's welcome
+    may still fail, and a join that fails leaves nothing behind
+    (join_undo); announce_arrival follows the welcome.
+    """
+    return await database_sync_to_async(room_join)(
         room_id=room.pk,
         nickname=nickname,
         visitor=visitor,
@@ -394,40 +502,48 @@ async def join(*, room, nickname, visitor, user, connection_id, instance):
         connection_id=connection_id,
         instance=instance,
     )
+
+
+async def join_undo(*, connection_id):
+    """Take back a join whose welcome never reached its socket, unannounced."""
+    await database_sync_to_async(room_leave)(connection_id=connection_id)
+
+
+async def announce_arrival(*, room, presence, connection_id):
     if presence.arrived:
-        await events.room_send(
-            room.pk,
-            {
-                "type": protocol.JOINED,
-                "nickname": presence.nickname,
-                "participants": presence.participants,
-            },
+        await presence_announce(
+            room_id=room.pk,
+            kind=protocol.JOINED,
+            nickname=presence.nickname,
+            participants=presence.participants,
             exclude=connection_id,
         )
-    return presence
 
 
 async def leave(*, connection_id):
     departure = await database_sync_to_async(room_leave)(connection_id=connection_id)
     if departure:
-        await announce_departure(departure)
+        await announce_departure(departure, wait=True)
     return departure
 
 
-async def announce_departure(departure):
-    await events.room_send(
-        departure.room_id,
-        {
-            "type": protocol.LEFT,
-            "nickname": departure.nickname,
-            "participants": departure.participants,
-        },
+async def announce_departure(departure, *, at_once=False, wait=False):
+    await presence_announce(
+        room_id=departure.room_id,
+        kind=protocol.LEFT,
+        nickname=departure.nickname,
+        participants=departure.participants,
+        at_once=at_once,
+        wait=wait,
     )
 
 
 # Messages of this process waiting for the database, at most. Past it a message
 # is refused at once with `unavailable` instead of queueing: the send path's
-# bound, as the send buffer is the delivery path's.
+# bound, as the send buffer is the delivery path's. Shared fairly: past it, a
+# visitor with nothing waiting is still let in, up to as many again (an honest
+# sender within the rate limit has at most one message waiting), so one
+# visitor's burst cannot fill it for everyone else.
 MAX_SAVES_WAITING = 100
 
 
@@ -475,7 +591,7 @@ class SaveQueue:
             # get an answer they can act on (resend), not a hang.
             for _draft, future in lot + self.waiting:
                 if not future.done():
-                    future.set_exception(_busy())
+                    future.set_exception(busy())
             self.waiting = []
 
     async def _save(self, lot):
@@ -513,7 +629,8 @@ class SaveQueue:
                 future.set_result((frame, created and delivered))
 
 
-def _busy():
+def busy():
+    """The refusal of a message the save bound has no room for."""
     return ProtocolError(
         protocol.UNAVAILABLE,
         _("The server is busy; that message was not sent. Try again shortly."),
@@ -522,6 +639,17 @@ def _busy():
 
 _save_queues = loop_local(dict)
 _saves_waiting = 0
+# visitor -> how many of their messages wait to be saved.
+_waiting_by_visitor: dict[str, int] = {}
+
+
+def post_admissible(*, visitor):
+    """Whether the save bound has room for one more message of this visitor."""
+    if _saves_waiting < MAX_SAVES_WAITING:
+        return True
+    return (
+        not _waiting_by_visitor.get(visitor) and _saves_waiting < 2 * MAX_SAVES_WAITING
+    )
 
 
 async def post(*, room, nickname, visitor, text, client_id):
@@ -532,8 +660,9 @@ async def post(*, room, nickname, visitor, text, client_id):
     before, or a channel layer that could not take the event.
     """
     global _saves_waiting
-    if _saves_waiting >= MAX_SAVES_WAITING:
-        raise _busy()
+    if not post_admissible(visitor=visitor):
+        raise busy()
+    own = _waiting_by_visitor.get(visitor, 0)
     # One queue per room for the life of the process (rooms are made by hand in
     # the admin, so they are few); it frames messages with the room as it is now.
     queues = _save_queues()
@@ -542,6 +671,7 @@ async def post(*, room, nickname, visitor, text, client_id):
         queue = queues[room.pk] = SaveQueue(room)
     queue.room = room
     _saves_waiting += 1
+    _waiting_by_visitor[visitor] = own + 1
     try:
         return await queue.post(
             {"nickname": nickname, "visitor": visitor, "text": text,
@@ -549,14 +679,20 @@ async def post(*, room, nickname, visitor, text, client_id):
         )  # fmt: skip
     finally:
         _saves_waiting -= 1
+        left = _waiting_by_visitor.pop(visitor) - 1
+        if left:
+            _waiting_by_visitor[visitor] = left
 
 
 async def typing(*, room, nickname, connection_id, active):
-    await events.room_send(
-        room.pk,
-        {
-            "type": protocol.TYPING if active else protocol.STOP_TYPING,
-            "nickname": nickname,
-        },
-        exclude=connection_id,
-    )
+    """
+    Hand a typing signal to this process's aggregator: the room gets the
+    latest state of each typist once every COALESCE_SECONDS (chat/typing.py),
+    not one layer event per frame.
+    """
+    get_aggregator().signal(room.pk, nickname, connection_id, active)
+
+
+def typing_refused(*, room):
+    """A typing signal over its socket's budget: dropped, counted and logged."""
+    over_budget(room.pk)

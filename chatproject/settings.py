@@ -11,10 +11,12 @@ import re
 import socket
 import ssl
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -105,6 +107,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "channels",
     "chat",
 ]
@@ -113,12 +117,16 @@ MIDDLEWARE = [
     "chat.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise: static files need no policy of their own.
+    "chat.csp.SiteCSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "chatproject.urls"
@@ -227,6 +235,7 @@ def _redis_host(url):
 
 # Which channels-redis layer relays between instances; docs/scaling.md says why
 # the default was chosen.
+CHAT_LAYER_PREFIX = env.str("CHAT_LAYER_PREFIX", default="chat")
 CHAT_CHANNEL_LAYER = env.str("CHAT_CHANNEL_LAYER", default="core")
 if CHAT_CHANNEL_LAYER not in ("core", "pubsub"):
     raise ImproperlyConfigured(
@@ -239,7 +248,7 @@ if REDIS_URL and CHAT_CHANNEL_LAYER == "pubsub":
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [_redis_host(REDIS_URL)],
-                "prefix": env.str("CHAT_LAYER_PREFIX", default="chat"),
+                "prefix": CHAT_LAYER_PREFIX,
             },
         }
     }
@@ -258,15 +267,33 @@ elif REDIS_URL:
                 # hubs renew theirs every few seconds (chat/hub.py); the margin
                 # covers clock differences between instances.
                 "group_expiry": 300,
-                "prefix": env.str("CHAT_LAYER_PREFIX", default="chat"),
+                "prefix": CHAT_LAYER_PREFIX,
             },
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# A visitor is their session (chat/views.py makes sure there is one).
+# Sessions are for signed-in people; other visitors are known by a signed cookie
+# (chat/visitors.py), without a row each.
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 30
+
+# Admin sign-in throttling (django-axes, chat/signin.py): this many wrong
+# passwords for one username from one address lock that pair out for this long,
+# the right password included. Counted in the database, so across instances.
+CHAT_LOGIN_FAILURES = _positive_int("CHAT_LOGIN_FAILURES", 5)
+CHAT_LOGIN_LOCKOUT_MINUTES = _positive_int("CHAT_LOGIN_LOCKOUT_MINUTES", 15)
+AUTHENTICATION_BACKENDS = [
+    # First: it refuses a locked-out pair before any password is checked.
+    "chat.signin.ThrottledSignIn",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = CHAT_LOGIN_FAILURES
+AXES_COOLOFF_TIME = timedelta(minutes=CHAT_LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "chat.signin.client_address"
+# A right password before the limit forgets the failures before it.
+AXES_RESET_ON_SUCCESS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}
@@ -317,16 +344,57 @@ if not DEBUG:
         # SECURE_HSTS_PRELOAD=1, so check --deploy's reminder is not a finding.
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
+# Content-Security-Policy on every page (django-csp; chat.csp adds the page's
+# own ws(s)://host to connect-src). Pages load scripts and styles from static
+# files only: no inline script, no style attribute, no eval.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "connect-src": [SELF],
+        "style-src": [SELF],
+        # data: for the empty icon in templates/base.html.
+        "img-src": [SELF, "data:"],
+        "frame-ancestors": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+    }
+}
+
 # The chat's own limits (documented in docs/protocol.md).
 CHAT_MAX_MESSAGE_LENGTH = _positive_int("CHAT_MAX_MESSAGE_LENGTH", 2000)
 CHAT_MAX_FRAME_BYTES = _positive_int("CHAT_MAX_FRAME_BYTES", 64 * 1024)
 CHAT_RATE_BURST = _positive_int("CHAT_RATE_BURST", 10)
 CHAT_RATE_PER_SECOND = _positive_float("CHAT_RATE_PER_SECOND", 2.0)
+# Every visitor behind one address together (an office behind one NAT): messages
+# in all rooms, and joins. A visitor's own joins have a budget of their own.
+CHAT_ADDRESS_RATE_BURST = _positive_int("CHAT_ADDRESS_RATE_BURST", 60)
+CHAT_ADDRESS_RATE_PER_SECOND = _positive_float("CHAT_ADDRESS_RATE_PER_SECOND", 20.0)
+CHAT_JOIN_BURST = _positive_int("CHAT_JOIN_BURST", 10)
+CHAT_JOIN_PER_SECOND = _positive_float("CHAT_JOIN_PER_SECOND", 1.0)
+CHAT_ADDRESS_JOIN_BURST = _positive_int("CHAT_ADDRESS_JOIN_BURST", 60)
+CHAT_ADDRESS_JOIN_PER_SECOND = _positive_float("CHAT_ADDRESS_JOIN_PER_SECOND", 5.0)
+# How many proxies in front of the app append to X-Forwarded-For: App Service's
+# front end is one (set by itself there), Application Gateway before it another.
+# The client's address is the entry that many places from the right
+# (chat/addresses.py).
+CHAT_PROXY_HOPS = _typed("CHAT_PROXY_HOPS", env.int, 1 if WEBSITE_HOSTNAME else 0)
+if not 0 <= CHAT_PROXY_HOPS <= 10:
+    raise ImproperlyConfigured(
+        f"CHAT_PROXY_HOPS must be a whole number from 0 to 10, got {CHAT_PROXY_HOPS}."
+    )
 CHAT_HISTORY_LIMIT = _positive_int("CHAT_HISTORY_LIMIT", 50)
 CHAT_CATCH_UP_LIMIT = _positive_int("CHAT_CATCH_UP_LIMIT", 500)
 # A socket with more than this waiting to be sent has stopped reading; it is closed
 # (4408) and catches up when it reconnects (chat/transport.py).
 CHAT_SEND_BUFFER_BYTES = _positive_int("CHAT_SEND_BUFFER_BYTES", 1024 * 1024)
+# WebSockets one process holds at once; more are turned away with server_full
+# (chat/capacity.py). Each may hold up to CHAT_MAX_FRAME_BYTES coming in and
+# CHAT_SEND_BUFFER_BYTES going out besides its own ~60 KiB: about 1.2 MiB with
+# the defaults, so 2000 sockets at their worst are some 2.4 GiB, inside a P1v3
+# instance's 8 GiB (docs/deploy-azure.md) with room for the rest; twice the
+# 1000 clients per process that docs/benchmarks.md measured.
+CHAT_MAX_CONNECTIONS = _positive_int("CHAT_MAX_CONNECTIONS", 2000)
 # An instance that has not written its heartbeat for this long is taken for dead,
 # and its connections leave the rooms' presence.
 CHAT_HEARTBEAT_SECONDS = _positive_float("CHAT_HEARTBEAT_SECONDS", 10.0)

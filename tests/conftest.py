@@ -15,6 +15,8 @@ from chat import hub as hub_module
 from chat.models import Room
 
 ORIGIN = (b"origin", b"http://testserver")
+# What a browser sends beside that Origin (chat/origins.py compares the two).
+HOST = (b"host", b"testserver")
 TIMEOUT = 5
 
 
@@ -51,8 +53,17 @@ async def _fresh_hub_and_layer():
 class Client:
     """A WebSocket client of the whole ASGI application, speaking JSON frames."""
 
-    def __init__(self, path="/ws/rooms/general/", *, session_key=None, origin=ORIGIN):
-        headers = [origin] if origin else []
+    def __init__(
+        self,
+        path="/ws/rooms/general/",
+        *,
+        session_key=None,
+        origin=ORIGIN,
+        forwarded_for=None,
+    ):
+        headers = [HOST, origin] if origin else [HOST]
+        if forwarded_for:
+            headers.append((b"x-forwarded-for", forwarded_for.encode()))
         if session_key:
             headers.append((b"cookie", f"sessionid={session_key}".encode()))
         self.ws = WebsocketCommunicator(asgi_application(), path, headers=headers)
@@ -147,3 +158,26 @@ def session_key(transactional_db):
     store["visitor"] = True
     store.create()
     return store.session_key
+
+
+@pytest.fixture
+def fresh_drop_counts():
+    """Drop counters and their log pacing (chat/drops.py) from zero."""
+    from chat import counters, drops
+
+    counters.reset()
+    drops.forget()
+
+
+@pytest.fixture
+def drop_lines():
+    """The lines chat/drops.py logs meanwhile."""
+    import logging
+
+    got = []
+    handler = logging.Handler()
+    handler.emit = lambda record: got.append(record.getMessage())
+    logger = logging.getLogger("chat.drops")
+    logger.addHandler(handler)
+    yield got
+    logger.removeHandler(handler)

@@ -290,10 +290,12 @@ class Database:
 class Daphne(Process):
     """One chat server process (one instance behind the load balancer)."""
 
-    def __init__(self, name, workdir, env):
+    def __init__(self, name, workdir, env, args=()):
         super().__init__(name, Path(workdir) / f"{name}.log")
         self.port = free_port()
         self.env = {**env, "CHAT_INSTANCE_ID": name}
+        # Options before the application, as startup.sh passes its own.
+        self.args = list(args)
 
     def start(self):
         self.spawn(self.command(), env=self.env)
@@ -308,6 +310,7 @@ class Daphne(Process):
             "127.0.0.1",
             "-p",
             str(self.port),
+            *self.args,
             "chatproject.asgi:application",
         ]
 
@@ -423,9 +426,10 @@ class Cluster:
         for _ in range(self.count):
             self.add_server()
 
-    def add_server(self, kind=Daphne):
+    def add_server(self, kind=Daphne, args=(), **env):
+        """Start one more instance; `env` overrides the cluster's for it alone."""
         name = f"inst{next(self._names)}-{uuid.uuid4().hex[:4]}"
-        server = kind(name, self.workdir, self.env())
+        server = kind(name, self.workdir, {**self.env(), **env}, args=args)
         self.servers.append(server)
         server.start()
         return server
@@ -443,6 +447,74 @@ class Cluster:
 
     def rss(self):
         return {server.name: server.rss() for server in self.live_servers()}
+
+
+class PausableProxy:
+    """
+    A TCP relay on loopback to `port`, run in the test's event loop, that can
+    stop passing bytes while keeping its connections open: a network
+    partition as a server sees one (queries hang; nothing is refused).
+    """
+
+    def __init__(self, port):
+        self.target = port
+        self.port = None
+        self.server = None
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.tasks = set()
+        self.writers = set()
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.flowing.set()
+        self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def pause(self):
+        self.flowing.clear()
+
+    def cut(self):
+        """Pause, and break the connections open now: their next query fails
+        at once, and new ones hang until their connect timeout."""
+        self.pause()
+        for writer in list(self.writers):
+            writer.transport.abort()
+
+    def resume(self):
+        self.flowing.set()
+
+    async def _relay(self, reader, writer):
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                "127.0.0.1", self.target
+            )
+        except OSError:
+            writer.close()
+            return
+        self.writers.update((writer, up_writer))
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _pump(self, source, sink):
+        try:
+            while data := await source.read(65536):
+                await self.flowing.wait()
+                sink.write(data)
+                await sink.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            sink.close()
+            self.writers.discard(sink)
 
 
 # Fixtures of the test modules that start processes; a module takes them by
@@ -515,8 +587,8 @@ def http_get_sync(url, cookie=None, timeout=10):
     request = urllib.request.Request(  # noqa: S310 - loopback http, checked above
         url, headers={"Accept": "application/json"}
     )
-    if cookie:
-        request.add_header("Cookie", f"sessionid={cookie}")
+    if cookie:  # a Cookie header value, as session_cookie() gives it
+        request.add_header("Cookie", cookie)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return response.status, response.headers, response.read()
@@ -529,19 +601,23 @@ async def http_get(url, cookie=None, timeout=10):
 
 
 async def session_cookie(server, slug):
-    """A visitor's session, as a browser gets it by opening the room page."""
+    """A visitor's identity, as a browser gets it by opening the room page: the
+    Cookie header value that carries it (`visitor=...`, chat/visitors.py)."""
     status, headers, _body = await http_get(f"{server.http}/rooms/{slug}/")
     assert status == 200, f"room page answered {status}"
     for header in headers.get_all("Set-Cookie") or []:
         cookie = http.cookies.SimpleCookie(header)
-        if "sessionid" in cookie:
-            return cookie["sessionid"].value
-    raise AssertionError("the room page set no session cookie")
+        if "visitor" in cookie:
+            return f"visitor={cookie['visitor'].coded_value}"
+    raise AssertionError("the room page set no visitor cookie")
 
 
 # WebSocket client --------------------------------------------------------------
 
 FRAME_TIMEOUT = 10
+# The errors after which static/chat/chat.js sends a message again.
+RETRY_ERRORS = ("unavailable", "rate_limited", "not_joined")
+RESEND_AFTER = 1.0
 
 
 class ChatClient:
@@ -556,9 +632,18 @@ class ChatClient:
     """
 
     def __init__(
-        self, nickname, slug, *, cookie=None, servers=None, keep_messages=True
+        self,
+        nickname,
+        slug,
+        *,
+        cookie=None,
+        servers=None,
+        keep_messages=True,
+        forwarded_for=None,
     ):
         self.nickname = nickname
+        # What the front end would add as X-Forwarded-For (CHAT_PROXY_HOPS=1).
+        self.forwarded_for = forwarded_for
         self.slug = slug
         self.cookie = cookie
         self.servers = list(servers or [])
@@ -577,6 +662,11 @@ class ChatClient:
         self.cursor = None
         self.pending = {}
         self.resent = set()
+        # Refused for good (client_id -> text), and how many refusals were
+        # retried.
+        self.failed = {}
+        self.retries = 0
+        self.resending = set()
         self._client_ids = itertools.count(1)
         # Seqs of live frames on the current socket: a repeat is a server bug.
         self.socket_seqs = set()
@@ -595,7 +685,9 @@ class ChatClient:
     async def connect(self, server, timeout=FRAME_TIMEOUT, sock=None):
         """Open a socket to `server` (over `sock`, a connected TCP socket, if
         given), join and take the welcome."""
-        headers = {"Cookie": f"sessionid={self.cookie}"} if self.cookie else None
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        if self.forwarded_for:
+            headers["X-Forwarded-For"] = self.forwarded_for
         self.ws = await ws_connect(
             server.ws_url(self.slug),
             origin=server.origin,
@@ -616,6 +708,8 @@ class ChatClient:
         for frame in welcome["history"]:
             self._message(frame, live=False)
         self._advance(welcome["last_seq"])
+        if welcome.get("has_more"):
+            self.schedule_gap_fill(delay=0)
         self.participants = welcome["participants"]
         self.users = set(welcome["users"])
         for client_id, text in list(self.pending.items()):
@@ -625,7 +719,7 @@ class ChatClient:
 
     async def close(self):
         self.closing = True
-        for task in (self.reconnecting, self.gap_task):
+        for task in (self.reconnecting, self.gap_task, *self.resending):
             if task and not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -654,6 +748,8 @@ class ChatClient:
                 elif frame.get("type") == "pong":
                     if self.cursor is not None and frame["last_seq"] > self.cursor:
                         self.schedule_gap_fill(delay=0)
+                elif frame.get("type") == "error" and frame.get("client_id"):
+                    self._refused(frame)
                 elif frame.get("type") in ("joined", "left"):
                     self.participants = frame["participants"]
                     if frame["type"] == "joined":
@@ -706,6 +802,30 @@ class ChatClient:
 
     async def ping(self):
         return await self.send({"type": "ping"})
+
+    def _refused(self, frame):
+        """As the page does: a message the server could not take just now goes
+        again later with the same client_id; one refused for good is dropped."""
+        client_id = frame["client_id"]
+        if client_id not in self.pending:
+            return
+        if frame["code"] not in RETRY_ERRORS:
+            self.failed[client_id] = self.pending.pop(client_id)
+            return
+        self.retries += 1
+        text = self.pending[client_id]
+
+        async def again():
+            await asyncio.sleep(RESEND_AFTER)
+            if client_id in self.pending:
+                self.resent.add(client_id)
+                await self.send(
+                    {"type": "message", "text": text, "client_id": client_id}
+                )
+
+        task = asyncio.create_task(again())
+        self.resending.add(task)
+        task.add_done_callback(self.resending.discard)
 
     # Receiving -----------------------------------------------------------------
 
@@ -844,8 +964,8 @@ def password_url(password, port, host="localhost"):
 
 @pytest.fixture(name="clients")
 async def fixture_clients():
-    """Connect ChatClients, each a visitor of its own (a fresh session) unless
-    given a cookie (None: no session at all); all closed after the test."""
+    """Connect ChatClients, each a visitor of its own (a fresh cookie) unless
+    given a cookie (None: no cookie at all); all closed after the test."""
     made = []
 
     async def make(nickname, slug, server, *, servers=None, cookie=True):

@@ -1,5 +1,6 @@
 """The WebSocket protocol, driven through the whole ASGI application."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -589,3 +590,240 @@ async def test_a_busy_refusal_does_not_spend_the_rate_limit(joined, monkeypatch)
     for i in range(10):  # the whole burst is still there
         await alice.say(f"now {i}", client_id=f"b{i}")
         assert (await alice.expect("message"))["text"] == f"now {i}"
+
+
+# Holding under abuse and partial failure ----------------------------------------
+
+
+def _fill_room(count, text):
+    from chat.models import Message, Room
+
+    room = Room.objects.get(slug="general")
+    Message.objects.bulk_create(
+        Message(room=room, seq=seq, nickname="spammer", text=f"{seq} {text}")
+        for seq in range(room.last_seq + 1, room.last_seq + count + 1)
+    )
+    Room.objects.filter(pk=room.pk).update(last_seq=room.last_seq + count)
+
+
+async def test_a_room_full_of_long_messages_still_welcomes_within_the_frame_limit(
+    make_client, settings
+):
+    import json
+
+    # 50 messages of 2000 three-byte characters: 300 KB of history.
+    await database_sync_to_async(_fill_room)(50, "語" * 1990)
+    client = await make_client()
+    await client.send({"type": "join", "nickname": "newcomer", "last_seq": None})
+    raw = await client.ws.receive_from(timeout=5)
+    welcome = json.loads(raw)
+    assert welcome["type"] == "welcome"
+    assert len(raw.encode()) <= settings.CHAT_MAX_FRAME_BYTES
+    # The newest messages, in order, through the room's newest seq.
+    seqs = [m["seq"] for m in welcome["history"]]
+    assert seqs == list(range(51 - len(seqs), 51))
+    assert 0 < len(seqs) < 50
+    assert welcome["last_seq"] == 50
+
+
+async def test_a_catch_up_larger_than_a_frame_says_there_is_more(make_client, settings):
+    import json
+
+    await database_sync_to_async(_fill_room)(500, "é" * 1990)
+    client = await make_client()
+    await client.send({"type": "join", "nickname": "back", "last_seq": 10})
+    raw = await client.ws.receive_from(timeout=5)
+    welcome = json.loads(raw)
+    assert len(raw.encode()) <= settings.CHAT_MAX_FRAME_BYTES
+    # The oldest of what was missed, and a cursor at the last one given.
+    seqs = [m["seq"] for m in welcome["history"]]
+    assert seqs == list(range(11, 11 + len(seqs)))
+    assert welcome["last_seq"] == seqs[-1] < 510
+    assert welcome["has_more"] is True
+
+
+async def test_a_join_whose_welcome_fails_leaves_nothing_behind(
+    joined, make_client, monkeypatch
+):
+    from chat.consumers import RoomConsumer
+
+    observer = await joined("observer")
+    real_send_frame = RoomConsumer.send_frame
+    failures = []
+
+    async def send_frame(self, frame):
+        if frame["type"] == "welcome" and not failures:
+            failures.append(frame)
+            raise OSError("the frame could not be sent")
+        await real_send_frame(self, frame)
+
+    monkeypatch.setattr(RoomConsumer, "send_frame", send_frame)
+    client = await make_client()
+    await client.send({"type": "join", "nickname": "eve", "last_seq": None})
+    error = await client.expect("error")
+    assert error["code"] == "unavailable"
+    # Nobody was told, and the nickname is free: the retry is a fresh join.
+    assert await observer.nothing()
+    welcome = await client.join("eve")
+    assert welcome["users"] == ["eve", "observer"]
+    assert (await observer.expect("joined"))["nickname"] == "eve"
+
+
+async def test_a_frame_refused_as_not_joined_names_its_client_id(make_client):
+    client = await make_client()
+    await client.say("early", client_id="m-1")
+    error = await client.expect("error")
+    assert (error["code"], error["client_id"]) == ("not_joined", "m-1")
+
+
+async def test_a_socket_that_cannot_be_restored_after_a_reap_is_closed_to_rejoin(
+    joined, settings, monkeypatch
+):
+    alice = await joined("alice")
+    await database_sync_to_async(services.instance_remove)(
+        instance=settings.CHAT_INSTANCE_ID
+    )
+
+    async def still_failing(**kwargs):
+        from django.db import OperationalError
+
+        raise OperationalError("the database went away again")
+
+    monkeypatch.setattr(services, "join", still_failing)
+    await get_hub().beat()
+    closed = await alice.ws.receive_output(timeout=5)
+    while closed["type"] != "websocket.close":
+        closed = await alice.ws.receive_output(timeout=5)
+    assert closed["code"] == 1012
+
+
+async def test_a_restore_that_finds_its_connection_recorded_keeps_the_socket(
+    joined, settings
+):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined")
+    # Taken for dead and restored twice (a sweep that raced the heartbeat).
+    for _ in range(2):
+        await database_sync_to_async(services.instance_remove)(
+            instance=settings.CHAT_INSTANCE_ID
+        )
+        await get_hub().beat()
+    await bob.say("still here", client_id="s-1")
+    assert (await alice.expect("message"))["text"] == "still here"
+    assert (await bob.expect("message"))["client_id"] == "s-1"
+
+
+async def test_the_message_limit_holds_across_a_visitors_sockets(
+    make_client, session_key, settings
+):
+    settings.CHAT_RATE_BURST = 3
+    settings.CHAT_RATE_PER_SECOND = 0.1
+    first = await make_client(session_key=session_key)
+    await first.join("alice")
+    for i in range(3):
+        await first.say(f"m{i}", client_id=f"a{i}")
+        await first.expect("message", client_id=f"a{i}")
+    # A second tab, or a reconnect, does not bring a fresh budget.
+    await first.close()
+    second = await make_client(session_key=session_key)
+    await second.join("alice")
+    await second.say("one more", client_id="a3")
+    error = await second.expect("error")
+    assert (error["code"], error["client_id"]) == ("rate_limited", "a3")
+
+
+async def test_the_address_limit_holds_across_visitors(make_client, settings):
+    settings.CHAT_PROXY_HOPS = 1
+    settings.CHAT_ADDRESS_RATE_BURST = 4
+    settings.CHAT_ADDRESS_RATE_PER_SECOND = 0.1
+    office = "198.51.100.7:50000"
+    alice = await make_client(forwarded_for=office)
+    await alice.join("alice")
+    bob = await make_client(forwarded_for=f"203.0.113.9, {office}")
+    await bob.join("bob")
+    elsewhere = await make_client(forwarded_for="192.0.2.1")
+    await elsewhere.join("carol")
+    for i in range(2):
+        for client, name in ((alice, "alice"), (bob, "bob")):
+            await client.say(f"{name} {i}", client_id=f"{name}{i}")
+            await client.expect("message", client_id=f"{name}{i}")
+    await bob.say("fifth", client_id="bob9")
+    error = await bob.expect("error")
+    assert (error["code"], error["client_id"]) == ("rate_limited", "bob9")
+    # Someone behind another address is not affected.
+    await elsewhere.say("fine", client_id="c1")
+    assert (await elsewhere.expect("message", client_id="c1"))["text"] == "fine"
+
+
+async def test_joins_from_one_address_past_its_limit_are_refused_at_once(
+    general, make_client, settings
+):
+    settings.CHAT_PROXY_HOPS = 1
+    settings.CHAT_ADDRESS_JOIN_BURST = 3
+    settings.CHAT_ADDRESS_JOIN_PER_SECOND = 0.1
+    for _ in range(3):
+        await make_client(forwarded_for="198.51.100.8")
+    client = Client(forwarded_for="198.51.100.8")
+    connected, _code = await client.connect()
+    assert connected
+    error = await client.receive()
+    assert error["code"] == "rate_limited"
+    closed = await client.ws.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 1013}
+    # Another address still gets in.
+    other = await make_client(forwarded_for="198.51.100.9")
+    assert (await other.join("other"))["type"] == "welcome"
+
+
+async def test_messages_within_the_limit_are_not_refused_after_a_database_stall(
+    joined, settings
+):
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    settings.CHAT_RATE_BURST = 2
+    settings.CHAT_RATE_PER_SECOND = 2
+    alice = await joined("alice")
+    # Every save waits behind Django's one database thread, held here.
+    release = threading.Event()
+    busy = asyncio.create_task(sync_to_async(release.wait)(20))
+    try:
+        for i in range(6):  # two a second at most, as the limit allows
+            await alice.say(f"m{i}", client_id=f"m{i}")
+            await asyncio.sleep(0.55)
+    finally:
+        release.set()
+        await busy
+    texts = []
+    while len(texts) < 6:
+        frame = await alice.receive(timeout=10)
+        assert frame["type"] == "message", frame
+        texts.append(frame["text"])
+    assert texts == [f"m{i}" for i in range(6)]
+
+
+async def test_one_visitors_burst_does_not_fill_the_save_bound_for_others(
+    joined, monkeypatch
+):
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    monkeypatch.setattr(services, "MAX_SAVES_WAITING", 3)
+    spammer = await joined("spammer")
+    honest = await joined("honest")
+    release = threading.Event()
+    busy = asyncio.create_task(sync_to_async(release.wait)(20))
+    try:
+        for i in range(6):
+            await spammer.say(f"s{i}", client_id=f"s{i}")
+        error = await spammer.expect("error")
+        assert error["code"] == "unavailable"
+        await honest.say("mine", client_id="h1")
+        assert await honest.nothing(0.3)  # waiting, not refused
+    finally:
+        release.set()
+        await busy
+    assert (await honest.expect("message", client_id="h1"))["text"] == "mine"

@@ -345,3 +345,20 @@ def test_a_leave_racing_the_prune_announces_once_and_raises_nothing():
             results = list(pool.map(_own_connection, [_leave] * 2, [conn, conn]))
         assert sum(result is not None for result in results) == 1
     assert not Member.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_bulk_delete_is_announced_in_frames_of_bounded_size(monkeypatch):
+    room = Room.objects.create(name="Bulk", slug="bulk")
+    Message.objects.bulk_create(
+        Message(room=room, seq=seq, nickname="spam", text="x") for seq in range(1, 2501)
+    )
+    sent = []
+    monkeypatch.setattr(
+        events, "room_send_sync", lambda room_id, frame, **kw: sent.append(frame)
+    )
+    services.messages_delete(messages=Message.objects.filter(room=room))
+    assert [len(f["ids"]) for f in sent] == [1000, 1000, 500]
+    ids = [i for f in sent for i in f["ids"]]
+    assert ids == sorted(set(ids))
+    assert not Message.objects.filter(room=room).exists()

@@ -13,12 +13,18 @@ const strings = Object.fromEntries(
 );
 
 const TYPING_IDLE_MS = 400;
+// A message the server could not take just now (busy, away, rate-limited, or
+// a socket that lost its room) goes again, each time a little later, until it
+// is saved or refused for good: nothing typed is given up on by itself.
 const RESEND_AFTER_MS = 2000;
-const RESEND_TRIES = 5;
+const RESEND_MAX_MS = 30000;
+const RETRY_ERRORS = ["unavailable", "rate_limited", "not_joined"];
 // A long burst of typing repeats its signal, so that a reader who joined
 // meanwhile, or missed a stop, is right again soon.
 const TYPING_REPEAT_MS = 3000;
-const TYPING_EXPIRE_MS = 6000;
+// Just over the repeat (and the server's coalescing delay of up to 250 ms): a
+// typing shown after its stop was lost clears within 4 s.
+const TYPING_EXPIRE_MS = 4000;
 const PING_INTERVAL_MS = 15000;
 // A socket that answers no ping for this long is taken for dead (a laptop
 // that slept, a network that changed) and replaced.
@@ -300,6 +306,8 @@ const handlers = {
     }
     // The past (or what was missed while away) first, then the present.
     acceptRange(frame.history, frame.last_seq);
+    // More was missed than one frame holds: the rest comes over HTTP.
+    if (frame.has_more) scheduleGapFill(0);
     if (everJoined) {
       line(t("reconnected"));
     } else {
@@ -343,20 +351,26 @@ const handlers = {
   },
   error(frame) {
     const refused = frame.client_id && pending.get(frame.client_id);
-    if (refused) refused.tries = (refused.tries || 0) + 1;
-    if (refused && frame.code === "unavailable" && refused.tries <= RESEND_TRIES) {
-      // Not saved this time (the server was busy or away): it stays pending
-      // and goes again, with the same client_id, each time a little later.
-      setTimeout(() => {
-        if (pending.has(frame.client_id) && joined) {
-          send({ type: "message", text: refused.text, client_id: frame.client_id });
-        }
-      }, RESEND_AFTER_MS * 2 ** (refused.tries - 1));
-    } else if (refused) {
-      // Refused for good: show it as not sent, and never resend it.
-      pending.delete(frame.client_id);
-      refused.element.classList.replace("pending", "failed");
+    if (refused && RETRY_ERRORS.includes(frame.code)) {
+      // Not saved this time: it stays pending and goes again, with the same
+      // client_id (saved at most once), each time a little later; a welcome
+      // after a reconnect sends it at once.
+      refused.tries = (refused.tries || 0) + 1;
       refused.element.title = frame.message;
+      clearTimeout(refused.timer);
+      refused.timer = setTimeout(
+        () => {
+          if (pending.has(frame.client_id) && joined) {
+            send({ type: "message", text: refused.text, client_id: frame.client_id });
+          }
+        },
+        Math.min(RESEND_AFTER_MS * 2 ** (refused.tries - 1), RESEND_MAX_MS),
+      );
+      if (frame.code !== "rate_limited") return;
+    } else if (refused) {
+      // Refused for good: shown as not sent, with a way to send it again.
+      pending.delete(frame.client_id);
+      markFailed(refused, frame.client_id, frame.message);
     }
     if (joined || FINAL_ERRORS.includes(frame.code)) {
       line(frame.message, "error");
@@ -484,6 +498,24 @@ function stopPing() {
 }
 
 // Sending -------------------------------------------------------------------------
+
+function markFailed(entry, clientId, reason) {
+  clearTimeout(entry.timer);
+  entry.element.classList.replace("pending", "failed");
+  entry.element.title = reason;
+  const again = document.createElement("button");
+  again.type = "button";
+  again.className = "resend";
+  again.textContent = t("resend");
+  again.addEventListener("click", () => {
+    again.remove();
+    entry.element.classList.replace("failed", "pending");
+    entry.tries = 0;
+    pending.set(clientId, entry);
+    if (joined) send({ type: "message", text: entry.text, client_id: clientId });
+  });
+  entry.element.append(again);
+}
 
 function newClientId() {
   if (crypto.randomUUID) return crypto.randomUUID();

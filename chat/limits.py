@@ -1,0 +1,175 @@
+"""
+Rate limits that hold per visitor and per address, across sockets, reconnects
+and instances.
+
+Each limit is a moving window: at most `amount` actions in any `seconds`. Over
+Redis (REDIS_URL) the windows live there, counted by the `limits` library, so
+that a client gains nothing by spreading its sockets over instances or by
+reconnecting. Without Redis (one process) and while Redis is out of reach, they
+are counted in this process.
+
+A check happens when a frame arrives, before any database work, so refusing is
+cheap, and a client that kept within a limit is never refused for frames that
+queued behind a stall.
+"""
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from django.conf import settings
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from .health import cause
+from .loops import loop_local
+
+logger = logging.getLogger(__name__)
+
+# After Redis failed a check, the process counts on its own for this long
+# rather than make every frame wait for a connect that will fail.
+SHARED_RETRY_SECONDS = 5.0
+# Keys counted in the process, at most; past it the oldest are forgotten (a
+# flood of one-off addresses must not grow the process without bound).
+MAX_LOCAL_KEYS = 100_000
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most `amount` actions in any `seconds`."""
+
+    name: str
+    amount: int
+    seconds: int
+
+    @classmethod
+    def of(cls, name: str, burst: int, per_second: float) -> "Window":
+        # A burst, then `per_second` on average: the window that allows both.
+        return cls(name, burst, max(1, round(burst / per_second)))
+
+
+def message_windows() -> tuple[Window, Window]:
+    """Messages per visitor in a room, and per address in all rooms."""
+    return (
+        Window.of("message", settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND),
+        Window.of(
+            "address-message",
+            settings.CHAT_ADDRESS_RATE_BURST,
+            settings.CHAT_ADDRESS_RATE_PER_SECOND,
+        ),
+    )
+
+
+def join_windows() -> tuple[Window, Window]:
+    """Joins (and connects) per visitor, and per address."""
+    return (
+        Window.of("join", settings.CHAT_JOIN_BURST, settings.CHAT_JOIN_PER_SECOND),
+        Window.of(
+            "address-join",
+            settings.CHAT_ADDRESS_JOIN_BURST,
+            settings.CHAT_ADDRESS_JOIN_PER_SECOND,
+        ),
+    )
+
+
+class TokenBucket:
+    """
+    One socket's own budget: `burst` actions at once, refilled at `rate` per
+    second. For signals that cost little but must not flood (typing, pings).
+    """
+
+    def __init__(self, *, burst: float, rate: float, clock=time.monotonic) -> None:
+        self.capacity = float(burst)
+        self.rate = float(rate)
+        self.clock = clock
+        self.tokens = self.capacity
+        self.updated = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class LocalWindows:
+    """Moving windows counted in this process.
+
+    (The `limits` library's own in-memory storage expires its entries with a
+    thread hop per key on every pass, which costs more than the counting.)
+    """
+
+    def __init__(self) -> None:
+        self.hits: dict[str, deque[float]] = {}
+
+    def hit(self, window: Window, key: str) -> bool:
+        now = time.monotonic()
+        name = f"{window.name}/{key}"
+        hits = self.hits.pop(name, None)
+        if hits is None:
+            hits = deque()
+            if len(self.hits) >= MAX_LOCAL_KEYS:
+                del self.hits[next(iter(self.hits))]
+        # Re-inserted last: the dict keeps the most recently used keys at its end.
+        self.hits[name] = hits
+        while hits and hits[0] <= now - window.seconds:
+            hits.popleft()
+        if len(hits) >= window.amount:
+            return False
+        hits.append(now)
+        return True
+
+
+class Limiter:
+    """The process's limits; shared through Redis when the chat runs over it."""
+
+    def __init__(self) -> None:
+        self.local = LocalWindows()
+        self.shared = None
+        self.shared_down_until = 0.0
+        if settings.REDIS_URL:
+            self.shared = MovingWindowRateLimiter(_redis_storage())
+
+    async def hit(self, window: Window, key: str) -> bool:
+        """Count one action under `key`; False when the window is full."""
+        if self.shared is not None and time.monotonic() >= self.shared_down_until:
+            item = RateLimitItemPerSecond(window.amount, window.seconds, window.name)
+            try:
+                return await self.shared.hit(item, key)
+            except Exception as exc:  # noqa: BLE001 - counted here meanwhile
+                logger.warning("limits_shared_failed cause=%s", cause(exc))
+                self.shared_down_until = time.monotonic() + SHARED_RETRY_SECONDS
+        return self.local.hit(window, key)
+
+    async def hit_all(self, *checks: tuple[Window, str]) -> Window | None:
+        """Count each (window, key) in turn; the first full window, or None."""
+        for window, key in checks:
+            if not await self.hit(window, key):
+                return window
+        return None
+
+
+def _redis_storage() -> RedisStorage:
+    options = {
+        "socket_timeout": 1,
+        "socket_connect_timeout": 1,
+        "health_check_interval": 30,
+    }
+    if settings.REDIS_SSL_CA_CERTS:
+        options["ssl_ca_certs"] = settings.REDIS_SSL_CA_CERTS
+    return RedisStorage(
+        f"async+{settings.REDIS_URL}",
+        implementation="redispy",
+        key_prefix=f"{settings.CHAT_LAYER_PREFIX}:limits",
+        wrap_exceptions=True,
+        **options,
+    )
+
+
+# One per event loop: redis-py's asyncio connections belong to the loop that made them.
+get_limiter = loop_local(Limiter)

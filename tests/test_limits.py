@@ -1,0 +1,60 @@
+"""chat/limits.py: moving windows per visitor and address, shared over Redis."""
+
+import pytest
+
+from chat import limits
+
+from .processes import RedisServer
+
+
+def test_a_window_allows_its_amount_then_refuses(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    local = limits.LocalWindows()
+    window = limits.Window("message", 3, 5)
+    assert [local.hit(window, "v") for _ in range(4)] == [True, True, True, False]
+    # Another key has a window of its own.
+    assert local.hit(window, "w")
+    now[0] += 5.01
+    assert local.hit(window, "v")
+
+
+def test_the_window_of_a_burst_and_a_rate():
+    assert limits.Window.of("m", 10, 2.0) == limits.Window("m", 10, 5)
+    assert limits.Window.of("m", 1, 50.0).seconds == 1
+
+
+def test_local_keys_are_bounded(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_LOCAL_KEYS", 10)
+    local = limits.LocalWindows()
+    window = limits.Window("join", 1, 60)
+    for i in range(100):
+        local.hit(window, f"address-{i}")
+    assert len(local.hits) == 10
+
+
+@pytest.mark.processes
+async def test_two_instances_share_their_windows_over_redis(tmp_path, settings):
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        settings.REDIS_URL = redis.url
+        settings.CHAT_LAYER_PREFIX = "limits-test"
+        # Two processes' limiters, as two Daphne instances have.
+        first, second = limits.Limiter(), limits.Limiter()
+        window = limits.Window("message", 4, 60)
+        results = [await (first, second)[i % 2].hit(window, "v") for i in range(5)]
+        assert results == [True, True, True, True, False]
+        # Redis gone: each process counts on its own, and nothing fails.
+        redis.stop()
+        assert await first.hit(window, "other")
+    finally:
+        redis.stop()
+
+
+def test_a_sockets_token_bucket_refills_at_its_rate():
+    now = [0.0]
+    bucket = limits.TokenBucket(burst=2, rate=4, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] += 0.25  # one token back
+    assert [bucket.take(), bucket.take()] == [True, False]
