@@ -319,8 +319,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 else b"".join(e.data for e in events)
             )
         else:
-            for event in events:
-                await self.base_send(event.message)
+            try:
+                for event in events:
+                    await self.base_send(event.message)
+            except Exception as exc:  # noqa: BLE001 - the socket went away
+                # A socket closing as the room's events reach it (uvicorn
+                # refuses a send after the client's close): its disconnect
+                # follows, and it catches up by seq if it comes back.
+                self.log("send_failed", level=logging.DEBUG, cause=cause(exc))
+                return
         for event in events:
             if event.close:
                 self.close_soon(event.close)

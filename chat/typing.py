@@ -42,9 +42,9 @@ class RoomTyping:
         # nickname -> (active, connection id of the socket that signalled), in
         # the order of their latest signals.
         self.waiting: dict[str, tuple[bool, str]] = {}
-        # nickname -> when its typing went out last (time.monotonic()); only
-        # nicknames not stopped since.
-        self.shown: dict[str, float] = {}
+        # nickname -> when its typing went out last (time.monotonic()) and
+        # from which socket; only nicknames not stopped since.
+        self.shown: dict[str, tuple[float, str]] = {}
         self.sent_at = -math.inf
         self.task: asyncio.Task | None = None
 
@@ -57,9 +57,12 @@ class RoomTyping:
         frames, excludes = [], []
         for nickname, (active, connection_id) in self.waiting.items():
             if active:
-                if now - self.shown.get(nickname, -math.inf) < REPEAT_SECONDS:
+                # A repeat from the same socket; another socket's typing (a
+                # page reloaded, its stop lost) goes out at once.
+                last, shown_by = self.shown.get(nickname, (-math.inf, None))
+                if shown_by == connection_id and now - last < REPEAT_SECONDS:
                     continue
-                self.shown[nickname] = now
+                self.shown[nickname] = (now, connection_id)
                 kind = protocol.TYPING
             else:
                 self.shown.pop(nickname, None)
@@ -67,7 +70,11 @@ class RoomTyping:
             frames.append({"type": kind, "nickname": nickname})
             excludes.append(connection_id)
         self.waiting = {}
-        self.shown = {n: t for n, t in self.shown.items() if now - t < REPEAT_SECONDS}
+        self.shown = {
+            n: shown
+            for n, shown in self.shown.items()
+            if now - shown[0] < REPEAT_SECONDS
+        }
         return frames, excludes
 
     def not_shown(self, frames: list[dict]) -> None:

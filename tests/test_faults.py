@@ -283,6 +283,39 @@ async def test_an_instance_cut_off_from_the_database_past_its_timeout_loses_noth
     assert all(server.alive for server in both)
 
 
+async def test_a_socket_whose_nickname_was_taken_during_a_partition_is_closed(
+    make_cluster, room, database, clients
+):
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not database.base_url:
+        pytest.skip("a partition from the database needs PostgreSQL (DATABASE_URL)")
+    slug, _room_id = room
+    cluster = make_cluster(instances=1)
+    (b,) = cluster.servers
+    url = urlsplit(database.env["DATABASE_URL"])
+    async with PausableProxy(url.port or 5432) as proxy:
+        cut_url = urlunsplit(url._replace(netloc=f"{url.hostname}:{proxy.port}"))
+        a = await asyncio.to_thread(cluster.add_server, DATABASE_URL=cut_url)
+        dave = await clients("dave", slug, a)
+        bob = await clients("bob", slug, b)
+        proxy.cut()
+        bound = INSTANCE_TIMEOUT_SECONDS + HEARTBEAT_SECONDS + 5
+        await bob.expect("left", nickname="dave", timeout=bound)
+        # Someone else takes the nickname while dave's server is away.
+        await clients("dave", slug, b)
+        mark = dave.mark()
+        proxy.resume()
+        # dave's socket is not left open outside the room: it is told why and
+        # closed with 1012, so that the page rejoins (under another nickname).
+        error = await dave.expect("error", since=mark, timeout=bound)
+        assert error["code"] == "nickname_taken"
+        closed = await dave.expect("_closed", since=mark, timeout=10)
+        assert closed["code"] == 1012
+    assert all(server.alive for server in (a, b))
+    assert not cluster.tracebacks()
+
+
 MASS = 500
 oldest_beat = [0.0]
 

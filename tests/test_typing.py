@@ -136,6 +136,20 @@ async def test_a_typing_shown_already_is_repeated_only_after_a_while(sent):
     ]
 
 
+async def test_a_new_socket_of_a_nickname_shown_typing_is_relayed_at_once(sent):
+    # The page was reloaded mid-typing: its stop never came, and the new
+    # page's typing is news to the room, not a repeat.
+    aggregator = TypingAggregator()
+    aggregator.signal(1, "alice", "c-old", True)
+    await idle(aggregator)
+    aggregator.signal(1, "alice", "c-new", True)
+    await idle(aggregator)
+    assert [(states(c), c[3]) for c in sent] == [
+        ([("typing", "alice")], ["c-old"]),
+        ([("typing", "alice")], ["c-new"]),
+    ]
+
+
 async def test_each_frame_keeps_its_own_typist_out(sent):
     aggregator = TypingAggregator()
     aggregator.signal(1, "alice", "c-alice", True)
