@@ -1,4 +1,5 @@
 import asyncio
+import collections
 import logging
 import uuid
 
@@ -19,6 +20,9 @@ logger = logging.getLogger(__name__)
 # Failures of what the server depends on: logged as one line with the cause.
 # Anything else is a bug, and its traceback is logged too.
 OUTAGES = (DatabaseError, OSError, TimeoutError)
+# A socket's messages read but not yet saved, at most (its rate limit usually
+# stops it long before); past it they are refused with `unavailable`.
+MAX_OUTBOX = 100
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -56,8 +60,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             protocol.PING: self.on_ping,
         }
         self.address = scope_address(self.scope)
-        # Saves of this socket's messages under way, in the order they came.
-        self.saving = set()
+        # Messages of this socket waiting for their save, in the order they came,
+        # and the task saving them.
+        self.outbox = collections.deque()
+        self.posting = None
         slug = self.scope["url_route"]["kwargs"].get("slug", "")
         # Before any database work: a flood of connects is refused cheaply.
         if not await self.admitted():
@@ -249,12 +255,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 else _("Too many messages from your address; that one was not sent."),
                 frame.client_id or None,
             )
+        if len(self.outbox) >= MAX_OUTBOX:
+            exc = services.busy()
+            exc.client_id = frame.client_id or None
+            raise exc
         # Saved apart from the reading of frames, so the next frame is read (and
-        # counted) on arrival; services.post takes its place in the room's queue
-        # before its first wait, so one socket's messages keep their order.
-        task = asyncio.create_task(self.post(frame))
-        self.saving.add(task)
-        task.add_done_callback(self.saving.discard)
+        # counted) on arrival; one at a time and in order, as before: a socket
+        # has one message in the process's save bound, and a fast sender is
+        # held back by its own saves rather than crowding out others.
+        self.outbox.append(frame)
+        if self.posting is None:
+            self.posting = asyncio.create_task(self.post_all())
+
+    async def post_all(self):
+        try:
+            while self.outbox:
+                await self.post(self.outbox[0])
+                self.outbox.popleft()
+        finally:
+            self.posting = None
 
     async def post(self, frame):
         try:

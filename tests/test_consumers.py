@@ -805,25 +805,48 @@ async def test_messages_within_the_limit_are_not_refused_after_a_database_stall(
 
 
 async def test_one_visitors_burst_does_not_fill_the_save_bound_for_others(
-    joined, monkeypatch
+    joined, make_client, session_key, monkeypatch
 ):
     import threading
 
     from asgiref.sync import sync_to_async
 
     monkeypatch.setattr(services, "MAX_SAVES_WAITING", 3)
-    spammer = await joined("spammer")
+    # One visitor's tabs: each has one message in the bound at a time.
+    tabs = [await make_client(session_key=session_key) for _ in range(5)]
+    for tab in tabs:
+        await tab.join("spammer")
     honest = await joined("honest")
     release = threading.Event()
     busy = asyncio.create_task(sync_to_async(release.wait)(20))
     try:
-        for i in range(6):
-            await spammer.say(f"s{i}", client_id=f"s{i}")
-        error = await spammer.expect("error")
-        assert error["code"] == "unavailable"
+        for i, tab in enumerate(tabs):
+            await tab.say(f"s{i}", client_id=f"s{i}")
+        refused = [await tab.expect("error") for tab in tabs[3:]]
+        assert [e["code"] for e in refused] == ["unavailable"] * 2
         await honest.say("mine", client_id="h1")
         assert await honest.nothing(0.3)  # waiting, not refused
     finally:
         release.set()
         await busy
     assert (await honest.expect("message", client_id="h1"))["text"] == "mine"
+
+
+async def test_a_fast_senders_messages_wait_behind_its_own_saves_in_order(joined):
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    alice = await joined("alice")
+    release = threading.Event()
+    busy = asyncio.create_task(sync_to_async(release.wait)(20))
+    try:
+        for i in range(5):
+            await alice.say(f"m{i}", client_id=f"m{i}")
+        # Read and counted, not refused: they wait for the socket's own saves.
+        assert await alice.nothing(0.3)
+    finally:
+        release.set()
+        await busy
+    texts = [(await alice.expect("message"))["text"] for _ in range(5)]
+    assert texts == [f"m{i}" for i in range(5)]
