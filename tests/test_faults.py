@@ -226,92 +226,89 @@ async def test_redis_outage_saves_answers_and_recovers(
 PARTITION_SECONDS = INSTANCE_TIMEOUT_SECONDS + 3 * HEARTBEAT_SECONDS + 2
 
 
-async def test_an_instance_cut_off_from_the_database_past_its_timeout_loses_nothing(
-    make_cluster, room, database, clients
-):
+@pytest.fixture
+async def partitionable(make_cluster, database):
+    """Two instances, the first reaching the database through a relay that can
+    be cut: (cluster, cut-off instance, the other, the relay). PostgreSQL only."""
     from urllib.parse import urlsplit, urlunsplit
 
     if not database.base_url:
         pytest.skip("a partition from the database needs PostgreSQL (DATABASE_URL)")
-    slug, room_id = room
     cluster = make_cluster(instances=1)
     (b,) = cluster.servers
     url = urlsplit(database.env["DATABASE_URL"])
     async with PausableProxy(url.port or 5432) as proxy:
         cut_url = urlunsplit(url._replace(netloc=f"{url.hostname}:{proxy.port}"))
         a = await asyncio.to_thread(cluster.add_server, DATABASE_URL=cut_url)
-        both = [a, b]
-        alice = await clients("alice", slug, a, servers=both)
-        carol = await clients("carol", slug, a, servers=both)
-        bob = await clients("bob", slug, b, servers=both)
-        await alice.expect("joined", nickname="bob")
+        yield cluster, a, b, proxy
 
-        proxy.cut()
-        # The other instance takes the cut-off one for dead, with its users.
-        bound = INSTANCE_TIMEOUT_SECONDS + HEARTBEAT_SECONDS + 5
-        await bob.expect("left", nickname="alice", timeout=bound)
-        # Meanwhile the cut-off instance's users go on typing.
-        sent = await send_series(alice, "alice", 10, 0.2)
-        sent += await send_series(carol, "carol", 5, 0.2)
-        remaining = PARTITION_SECONDS - INSTANCE_TIMEOUT_SECONDS
-        await asyncio.sleep(max(0.0, remaining))  # the partition's length
-        proxy.resume()
 
-        # Either their presence was put back, or their sockets were closed so
-        # that they rejoin: everyone sees them in the room again.
-        await bob.wait(
-            lambda: {"alice", "carol"} <= bob.users, "alice and carol back", 20
-        )
-        sent += await send_series(bob, "bob", 3, 0.1)
-        await everyone_has_everything(
-            database, room_id, [alice, carol, bob], sent, timeout=60
-        )
-        # Their sockets are in the room: a new message goes live both ways.
-        after = await alice.say("after the partition")
-        await alice.expect("message", client_id=after)
-        await bob.expect("message", text="after the partition")
-        sent.append("after the partition")
-        for client in (alice, carol):
-            assert not client.failed, client.failed
-            refused = [
-                f
-                for f in client.of_type("error")
-                if f["code"] == "not_joined" and not f.get("client_id")
-            ]
-            assert not refused, refused
+async def test_an_instance_cut_off_from_the_database_past_its_timeout_loses_nothing(
+    partitionable, room, database, clients
+):
+    slug, room_id = room
+    _cluster, a, b, proxy = partitionable
+    both = [a, b]
+    alice = await clients("alice", slug, a, servers=both)
+    carol = await clients("carol", slug, a, servers=both)
+    bob = await clients("bob", slug, b, servers=both)
+    await alice.expect("joined", nickname="bob")
+
+    proxy.cut()
+    # The other instance takes the cut-off one for dead, with its users.
+    bound = INSTANCE_TIMEOUT_SECONDS + HEARTBEAT_SECONDS + 5
+    await bob.expect("left", nickname="alice", timeout=bound)
+    # Meanwhile the cut-off instance's users go on typing.
+    sent = await send_series(alice, "alice", 10, 0.2)
+    sent += await send_series(carol, "carol", 5, 0.2)
+    remaining = PARTITION_SECONDS - INSTANCE_TIMEOUT_SECONDS
+    await asyncio.sleep(max(0.0, remaining))  # the partition's length
+    proxy.resume()
+
+    # Either their presence was put back, or their sockets were closed so
+    # that they rejoin: everyone sees them in the room again.
+    await bob.wait(lambda: {"alice", "carol"} <= bob.users, "alice and carol back", 20)
+    sent += await send_series(bob, "bob", 3, 0.1)
+    await everyone_has_everything(
+        database, room_id, [alice, carol, bob], sent, timeout=60
+    )
+    # Their sockets are in the room: a new message goes live both ways.
+    after = await alice.say("after the partition")
+    await alice.expect("message", client_id=after)
+    await bob.expect("message", text="after the partition")
+    sent.append("after the partition")
+    for client in (alice, carol):
+        assert not client.failed, client.failed
+        refused = [
+            f
+            for f in client.of_type("error")
+            if f["code"] == "not_joined" and not f.get("client_id")
+        ]
+        assert not refused, refused
     assert sorted(room_texts(database, room_id)) == sorted(sent)
     assert all(server.alive for server in both)
 
 
 async def test_a_socket_whose_nickname_was_taken_during_a_partition_is_closed(
-    make_cluster, room, database, clients
+    partitionable, room, clients
 ):
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not database.base_url:
-        pytest.skip("a partition from the database needs PostgreSQL (DATABASE_URL)")
     slug, _room_id = room
-    cluster = make_cluster(instances=1)
-    (b,) = cluster.servers
-    url = urlsplit(database.env["DATABASE_URL"])
-    async with PausableProxy(url.port or 5432) as proxy:
-        cut_url = urlunsplit(url._replace(netloc=f"{url.hostname}:{proxy.port}"))
-        a = await asyncio.to_thread(cluster.add_server, DATABASE_URL=cut_url)
-        dave = await clients("dave", slug, a)
-        bob = await clients("bob", slug, b)
-        proxy.cut()
-        bound = INSTANCE_TIMEOUT_SECONDS + HEARTBEAT_SECONDS + 5
-        await bob.expect("left", nickname="dave", timeout=bound)
-        # Someone else takes the nickname while dave's server is away.
-        await clients("dave", slug, b)
-        mark = dave.mark()
-        proxy.resume()
-        # dave's socket is not left open outside the room: it is told why and
-        # closed with 1012, so that the page rejoins (under another nickname).
-        error = await dave.expect("error", since=mark, timeout=bound)
-        assert error["code"] == "nickname_taken"
-        closed = await dave.expect("_closed", since=mark, timeout=10)
-        assert closed["code"] == 1012
+    cluster, a, b, proxy = partitionable
+    dave = await clients("dave", slug, a)
+    bob = await clients("bob", slug, b)
+    proxy.cut()
+    bound = INSTANCE_TIMEOUT_SECONDS + HEARTBEAT_SECONDS + 5
+    await bob.expect("left", nickname="dave", timeout=bound)
+    # Someone else takes the nickname while dave's server is away.
+    await clients("dave", slug, b)
+    mark = dave.mark()
+    proxy.resume()
+    # dave's socket is not left open outside the room: it is told why and
+    # closed with 1012, so that the page rejoins (under another nickname).
+    error = await dave.expect("error", since=mark, timeout=bound)
+    assert error["code"] == "nickname_taken"
+    closed = await dave.expect("_closed", since=mark, timeout=10)
+    assert closed["code"] == 1012
     assert all(server.alive for server in (a, b))
     assert not cluster.tracebacks()
 
