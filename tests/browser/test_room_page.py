@@ -209,6 +209,41 @@ def test_own_message_is_pending_until_the_server_copy_comes_back(pages, make_roo
     expect(message_texts(page)).to_have_text(["first words", "second words"])
 
 
+def test_messages_over_the_rate_are_sent_again_until_saved(pages, make_room):
+    slug = make_room("Eager")
+    page = pages.open(f"/rooms/{slug}/")
+    join(page, "eager")
+    # Twelve at once: past the ten a visitor may send in any 5 s, the last two
+    # are refused as rate-limited, stay pending and go again by themselves.
+    texts = [f"line {i}" for i in range(12)]
+    for text in texts:
+        say(page, text)
+    refusal = "You are sending messages too fast; that one was not sent."
+    expect(note(page, refusal).first).to_be_visible()
+    for text in texts:
+        expect(message(page, text)).not_to_have_class(PENDING, timeout=20000)
+    expect(message_texts(page)).to_have_text(texts)
+    expect(page.locator("#log li.message.failed")).to_have_count(0)
+
+
+def test_a_message_refused_for_good_can_be_sent_again(pages, make_room):
+    slug = make_room("Refused")
+    page = pages.open(f"/rooms/{slug}/")
+    join(page, "pat")
+    # One character over the limit, past the field's own maxlength.
+    page.locator("#message").evaluate("el => el.removeAttribute('maxlength')")
+    say(page, "x" * 2001)
+    refused = page.locator("#log li.message.failed")
+    expect(refused).to_have_count(1)
+    again = refused.get_by_role("button", name="Send again")
+    expect(again).to_be_visible()
+    again.click()
+    # Sent again, and refused again: shown as not sent, with its button back.
+    expect(refused).to_have_count(1)
+    expect(refused.get_by_role("button", name="Send again")).to_be_visible()
+    expect(page.locator("#log li.message")).to_have_count(1)
+
+
 def test_markup_in_nicknames_and_messages_shows_as_typed(pages, make_room):
     slug = make_room("Escaping")
     reader = pages.open(f"/rooms/{slug}/")
