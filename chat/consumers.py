@@ -240,9 +240,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # stall are not checked in a clump.
         if not services.post_admissible(visitor=self.visitor):
             # Refused before it is counted: the resend costs the sender nothing.
-            exc = services.busy()
-            exc.client_id = frame.client_id or None
-            raise exc
+            raise services.busy(frame.client_id)
         by_visitor, by_address = limits.message_windows()
         refused = await limits.get_limiter().hit_all(
             (by_address, self.address), (by_visitor, f"{self.room.pk}/{self.visitor}")
@@ -256,9 +254,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 frame.client_id or None,
             )
         if len(self.outbox) >= MAX_OUTBOX:
-            exc = services.busy()
-            exc.client_id = frame.client_id or None
-            raise exc
+            raise services.busy(frame.client_id)
         # Saved apart from the reading of frames, so the next frame is read (and
         # counted) on arrival; one at a time and in order, as before: a socket
         # has one message in the process's save bound, and a fast sender is

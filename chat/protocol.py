@@ -87,8 +87,8 @@ CLOSE_TOO_SLOW = 4408
 # The server could not keep this socket in its room (its instance was taken for
 # dead and could not restore it): reconnect and join again with last_seq.
 CLOSE_REJOIN = 1012
-# Refused for now (too many joins from the address or visitor): reconnect
-# after the usual backoff.
+# Refused for now (too many joins from the address or visitor, or a server
+# process full, after `server_full`): reconnect after the usual backoff.
 CLOSE_TRY_LATER = 1013
 FINAL_CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED)
 CLOSE_CODES = (

@@ -629,11 +629,12 @@ class SaveQueue:
                 future.set_result((frame, created and delivered))
 
 
-def busy():
+def busy(client_id=None):
     """The refusal of a message the save bound has no room for."""
     return ProtocolError(
         protocol.UNAVAILABLE,
         _("The server is busy; that message was not sent. Try again shortly."),
+        client_id or None,
     )
 
 
