@@ -3,8 +3,8 @@
 # otherwise idle machine; set DATABASE_URL to measure on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run() { echo "## $*"; .venv/bin/python bench/run.py --json "$@"; }
-sweep() { echo "## $*"; .venv/bin/python bench/run.py "$@" | grep -E '^(rate|saturation)'; }
+run() { echo "## $*"; .venv/bin/python -m bench.run --json "$@"; }
+sweep() { echo "## $*"; .venv/bin/python -m bench.run "$@" | grep -E '^(rate|saturation)'; }
 
 for clients in 100 500 1000; do
   run --clients "$clients" --rate 10 --duration 20

@@ -2,7 +2,7 @@
 Fan-out benchmark: N WebSocket clients over several server instances and one Redis,
 all in one room; S senders at R messages/s in total for T seconds.
 
-    .venv/bin/python bench/run.py --clients 1000 --rate 10 --duration 20
+    .venv/bin/python -m bench.run --clients 1000 --rate 10 --duration 20
 
 It starts its own redis-server and server processes on free loopback ports, with a
 throwaway SQLite database (or a throwaway PostgreSQL database when DATABASE_URL is
@@ -17,12 +17,9 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from client import Client
-from servers import Cluster, cpu_seconds, rss_bytes
+from .client import Client
+from .servers import Cluster, cpu_seconds, rss_bytes
 
 
 class Stats:

@@ -1,5 +1,5 @@
 """
-The benchmark's servers: the test harness's cluster (tests/processes.py), a
+The benchmark's servers: the test harness's cluster (tests/harness/), a
 private redis-server and server processes on loopback, over a throwaway database
 (PostgreSQL beside DATABASE_URL, SQLite otherwise), with load settings.
 """
@@ -10,10 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.processes import Cluster as ProcessCluster
-from tests.processes import Daphne, Database, Uvicorn, server_env
+from tests.harness.database import Database
+from tests.harness.servers import Cluster as ProcessCluster
+from tests.harness.servers import Daphne, Uvicorn, server_env
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -13,16 +13,13 @@ import uuid
 import pytest
 
 from bench.client import Client as LeanClient
-
-from .processes import (
-    ChatClient,
-    Cluster,
+from tests.harness.clients import ChatClient, stamped
+from tests.harness.fixtures import (
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    session_cookie,
-    stamped,
-    static_env,
 )
+from tests.harness.http import session_cookie
+from tests.harness.servers import Cluster, static_env
 
 pytestmark = pytest.mark.processes
 

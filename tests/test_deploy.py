@@ -24,10 +24,13 @@ import websockets
 from django.conf import settings
 from websockets.asyncio.client import connect
 
-from tests import processes
+from tests.harness.ports import free_port
+from tests.harness.process import ROOT, Process
+from tests.harness.redis import RedisServer
+from tests.harness.servers import show_settings
+from tests.harness.waiting import wait_until
 from tests.test_health import PROBE_HOST, fetch
 
-ROOT = processes.ROOT
 SECRET_KEY = secrets.token_urlsafe(50)
 # What App Service's TLS front end adds to every request it forwards.
 FROM_HTTPS = {"X-Forwarded-Proto": "https"}
@@ -90,7 +93,7 @@ def test_with_debug_unset_it_refuses_to_start_and_says_what_to_set(given, missin
 
 
 def settings_of(env, *names):
-    result = processes.show_settings(env, *names)
+    result = show_settings(env, *names)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -123,7 +126,7 @@ def test_app_service_host_name_is_allowed_and_trusted_with_the_optional_lists():
 
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory):
-    server = processes.RedisServer(tmp_path_factory.mktemp("redis"))
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
     try:
         server.start()
         yield server
@@ -163,14 +166,14 @@ def app_settings(redis, database_url, tmp_path_factory):
     }
 
 
-class Server(processes.Process):
+class Server(Process):
     def __init__(self, name, workdir):
         super().__init__(name, Path(workdir) / f"{name}.log")
-        self.port = processes.free_port()
+        self.port = free_port()
 
     def start(self, args, env):
         self.spawn(args, env=env)
-        processes.wait_until(self._answers, START_TIMEOUT, f"{self.name} to answer")
+        wait_until(self._answers, START_TIMEOUT, f"{self.name} to answer")
 
     def _answers(self):
         if not self.alive:
@@ -256,7 +259,7 @@ def page(server, path="/rooms/general/"):
 
 def test_static_files_are_hashed_compressed_and_cached_for_good(startup):
     _headers, html = page(startup)
-    [script] = re.findall(r'src="(/static/chat/chat\.[0-9a-f]{12}\.js)"', html)
+    [script] = re.findall(r'src="(/static/chat/main\.[0-9a-f]{12}\.js)"', html)
 
     status, plain_headers, plain = fetch(startup.port, script, FROM_HTTPS)
     gz_status, gz_headers, gz = fetch(
@@ -267,7 +270,8 @@ def test_static_files_are_hashed_compressed_and_cached_for_good(startup):
     assert plain_headers.get("Content-Encoding") is None
     assert gz_headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(gz) == plain
-    assert b"WebSocket" in plain
+    # Its modules are imported by their hashed names too, cached as long.
+    assert re.search(rb'from "\./connection\.[0-9a-f]{12}\.js";', plain)
     for headers in (plain_headers, gz_headers):
         cache = headers["Cache-Control"]
         assert "max-age=315360000" in cache
@@ -279,7 +283,7 @@ def test_brotli_when_the_browser_asks_for_it(startup):
         "brotli", reason="Brotli is not installed (pip install whitenoise[brotli])"
     )
     _headers, html = page(startup)
-    [script] = re.findall(r'src="(/static/chat/chat\.[0-9a-f]{12}\.js)"', html)
+    [script] = re.findall(r'src="(/static/chat/main\.[0-9a-f]{12}\.js)"', html)
 
     _status, _plain_headers, plain = fetch(startup.port, script, FROM_HTTPS)
     status, headers, body = fetch(
@@ -332,7 +336,7 @@ async def test_chat_over_a_real_websocket(startup):
     assert welcome["room"]["slug"] == "general"
     assert (message["seq"], message["text"], message["nickname"]) == (1, text, "alice")
     assert ready == 200
-    log = processes.wait_until(
+    log = wait_until(
         lambda: (log := startup.log()) and " join room=general " in log and log,
         FRAME_TIMEOUT,
         "the join in the log",

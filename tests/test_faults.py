@@ -17,21 +17,21 @@ import pytest
 from django.conf import settings
 
 from bench.client import Client as LeanClient
-
-from .processes import (
-    HEARTBEAT_SECONDS,
-    INSTANCE_TIMEOUT_SECONDS,
-    ChatClient,
-    Cluster,
-    PausableProxy,
+from tests.harness.clients import ChatClient, stamped
+from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    http_get,
-    stamped,
-    static_env,
-    wait_until_async,
 )
+from tests.harness.http import http_get
+from tests.harness.proxy import PausableProxy
+from tests.harness.servers import (
+    HEARTBEAT_SECONDS,
+    INSTANCE_TIMEOUT_SECONDS,
+    Cluster,
+    static_env,
+)
+from tests.harness.waiting import wait_until_async
 
 pytestmark = pytest.mark.processes
 

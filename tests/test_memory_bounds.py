@@ -27,16 +27,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.frames import Opcode
 
-from .processes import (
-    ChatClient,
-    Cluster,
-    Daphne,
-    Uvicorn,
+from tests.harness.clients import ChatClient, RawWebSocket, masked
+from tests.harness.fixtures import (
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    static_env,
 )
-from .raw_websocket import RawWebSocket, masked
+from tests.harness.servers import Cluster, Daphne, Uvicorn, static_env
 
 pytestmark = pytest.mark.processes
 

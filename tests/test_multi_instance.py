@@ -7,14 +7,13 @@ import uuid
 
 import pytest
 
-from .processes import (
-    Cluster,
+from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    session_cookie,
-    static_env,
 )
+from tests.harness.http import session_cookie
+from tests.harness.servers import Cluster, static_env
 
 pytestmark = pytest.mark.processes
 
@@ -44,7 +43,7 @@ async def test_messages_reach_both_instances_once_in_seq_order(
         await client.expect_messages(10)
         # Each socket got every message once, live. Two instances ring the
         # doorbell independently, so frames may cross on the way (seq 6 before
-        # 5); the client shows them by seq, as static/chat/chat.js does.
+        # 5); the client shows them by seq, as the room page does.
         live = [f["seq"] for f in client.of_type("message")]
         assert sorted(live) == list(range(1, 11))
         assert client.cursor == 10

@@ -10,18 +10,14 @@ import subprocess
 
 import pytest
 
-from .processes import (
-    ChatClient,
-    Cluster,
-    Daphne,
-    RedisServer,
+from tests.harness.clients import ChatClient
+from tests.harness.fixtures import (
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    password_url,
-    require_redis_server,
-    static_env,
-    wait_until,
 )
+from tests.harness.redis import RedisServer, password_url, require_redis_server
+from tests.harness.servers import Cluster, Daphne, static_env
+from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.processes
 

@@ -4,14 +4,10 @@ import os
 
 import pytest
 
-from .processes import (
-    PYTHON,
-    START_TIMEOUT,
-    Process,
-    free_port,
-    http_get_sync,
-    wait_until,
-)
+from tests.harness.http import http_get_sync
+from tests.harness.ports import free_port
+from tests.harness.process import PYTHON, START_TIMEOUT, Process
+from tests.harness.waiting import wait_until
 
 pytestmark = pytest.mark.processes
 
@@ -50,7 +46,7 @@ def test_runserver_serves_the_chat_with_daphne(tmp_path):
         assert headers["Server"].lower().startswith("daphne")
         assert "Starting ASGI/Daphne" in server.log()
         # In development the static files are served too.
-        status, _headers, _body = http_get_sync(f"{base}/static/chat/chat.js")
+        status, _headers, _body = http_get_sync(f"{base}/static/chat/main.js")
         assert status == 200
     finally:
         server.stop()

@@ -11,15 +11,12 @@ import time
 
 import pytest
 
-from .processes import (
-    Cluster,
-    Daphne,
-    Uvicorn,
+from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    static_env,
 )
+from tests.harness.servers import Cluster, Daphne, Uvicorn, static_env
 
 pytestmark = pytest.mark.processes
 

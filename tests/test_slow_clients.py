@@ -14,19 +14,14 @@ import time
 import pytest
 
 from chat.announcements import WINDOW_SECONDS
-
-from .processes import (
-    ChatClient,
-    Cluster,
-    Daphne,
-    Uvicorn,
+from tests.harness.clients import ChatClient
+from tests.harness.fixtures import (
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    http_get,
-    session_cookie,
-    static_env,
-    wait_until_async,
 )
+from tests.harness.http import http_get, session_cookie
+from tests.harness.servers import Cluster, Daphne, Uvicorn, static_env
+from tests.harness.waiting import wait_until_async
 
 pytestmark = pytest.mark.processes
 

@@ -13,14 +13,13 @@ import time
 import pytest
 from websockets.frames import Frame, Opcode
 
-from .processes import (
-    Cluster,
+from tests.harness.clients import stamped
+from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
     fixture_room,  # noqa: F401 - a pytest fixture
-    stamped,
-    static_env,
 )
+from tests.harness.servers import Cluster, static_env
 
 pytestmark = pytest.mark.processes
 

@@ -1,5 +1,5 @@
 """
-Headless Debian Chromium against a real Daphne process (tests/processes.py).
+Headless Debian Chromium against a real Daphne process (tests/harness/).
 
 The server runs as in production: DEBUG off, WhiteNoise serving the hashed static
 files, secure session cookies. Chromium keeps and sends those on
@@ -14,7 +14,8 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from ..processes import Daphne, server_env, shared_database, static_env
+from tests.harness.database import shared_database
+from tests.harness.servers import Daphne, server_env, static_env
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
