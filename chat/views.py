@@ -1,20 +1,21 @@
 from django.conf import settings
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from . import protocol, selectors, visitors
+from .models import Room
 
 HISTORY_PAGE_MAX = 200
 
 
 @require_GET
-def lobby(request):
+def lobby(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/lobby.html", {"rooms": selectors.rooms_for_lobby()})
 
 
-def _room_or_404(slug):
+def _room_or_404(slug: str) -> Room:
     room = selectors.room_get(slug=slug)
     if room is None:
         raise Http404(_("There is no room called %(slug)s.") % {"slug": slug})
@@ -22,17 +23,26 @@ def _room_or_404(slug):
 
 
 @require_GET
-def room(request, slug):
+def room(request: HttpRequest, slug: str) -> HttpResponse:
     room = _room_or_404(slug)
     nickname = request.user.get_username() if request.user.is_authenticated else ""
+    # The protocol as the page speaks it (its codes, limits and addresses), and
+    # this page's own room and visitor beside it.
+    client = protocol.client_config(
+        room_slug=room.slug, history_page_max=HISTORY_PAGE_MAX
+    )
     config = {
         "room": room.slug,
         "nickname": nickname,
         "archived": room.archived,
-        "maxMessageLength": settings.CHAT_MAX_MESSAGE_LENGTH,
-        "nicknameMaxLength": protocol.NICKNAME_MAX_LENGTH,
+        "maxMessageLength": client["limits"]["max_message_length"],
+        "nicknameMaxLength": client["limits"]["nickname_max_length"],
     }
-    response = render(request, "chat/room.html", {"room": room, "config": config})
+    response = render(
+        request,
+        "chat/room.html",
+        {"room": room, "config": config, "protocol": client},
+    )
     # The visitor's identity on the socket: a signed cookie, not a session row
     # for everyone who opens the page (chat/visitors.py).
     if not visitors.has_cookie(request):
@@ -40,7 +50,7 @@ def room(request, slug):
     return response
 
 
-def _query_int(request, name, minimum=0):
+def _query_int(request: HttpRequest, name: str, minimum: int = 0) -> int | None:
     value = request.GET.get(name)
     if value is None or value == "":
         return None
@@ -61,12 +71,12 @@ def _query_int(request, name, minimum=0):
     return int(value)
 
 
-def _json_error(status, code, message):
+def _json_error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": code, "message": message}, status=status)
 
 
 @require_GET
-def history(request, slug):
+def history(request: HttpRequest, slug: str) -> JsonResponse:
     """Messages as JSON, paged by seq: ?after=N (catch up) or ?before=N (older)."""
     room = selectors.room_get(slug=slug)
     if room is None:

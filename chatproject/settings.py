@@ -6,13 +6,16 @@ With nothing set, the project runs on SQLite and the in-memory channel layer, so
 PostgreSQL and ``REDIS_URL`` (``redis://`` or ``rediss://``) to channels-redis.
 """
 
+import logging
 import os
 import re
 import socket
 import ssl
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import environ
@@ -26,7 +29,7 @@ _BOOL_WORDS |= {"0": False, "false": False, "no": False, "off": False}
 
 
 class _Env(environ.Env):
-    def bool(self, var, default=environ.Env.NOTSET):
+    def bool(self, var: str, default: Any = environ.Env.NOTSET) -> bool:
         # environ reads every word it does not know ("maybe", "ture") as False;
         # a typo must not quietly turn a switch off.
         word = self.str(var, default="").strip().lower()
@@ -45,8 +48,10 @@ if (BASE_DIR / ".env").is_file():
 # Refused with DEBUG off (below): only ever a development key.
 DEV_SECRET_KEY = "django-insecure-development-key-do-not-use-in-production"  # noqa: S105
 
+T = TypeVar("T")
 
-def _typed(name, cast, default):
+
+def _typed(name: str, cast: Callable[..., T], default: T) -> T:
     """Read one variable, turning a bad value into an error that names it."""
     try:
         return cast(name, default=default)
@@ -57,14 +62,14 @@ def _typed(name, cast, default):
         ) from None
 
 
-def _positive_int(name, default):
+def _positive_int(name: str, default: int) -> int:
     value = _typed(name, env.int, default)
     if value < 1:
         raise ImproperlyConfigured(f"{name} must be a positive integer, got {value}.")
     return value
 
 
-def _positive_float(name, default):
+def _positive_float(name: str, default: float) -> float:
     value = _typed(name, env.float, default)
     if not value > 0:
         raise ImproperlyConfigured(f"{name} must be a positive number, got {value}.")
@@ -188,7 +193,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 REDIS_SSL_CA_CERTS = env.str("REDIS_SSL_CA_CERTS", default="")
 
 
-def _redis_host(url):
+def _redis_host(url: str) -> dict[str, object]:
     parts = urlsplit(url)
     # No host is allowed: redis-py then connects to localhost:6379.
     if parts.scheme not in ("redis", "rediss"):
@@ -211,7 +216,7 @@ def _redis_host(url):
             "and the database. A password or access key containing '+', '/' or '=' "
             "must be URL-encoded (%2B, %2F, %3D)."
         ) from None
-    host = {
+    host: dict[str, object] = {
         "address": url,
         # Azure Cache for Redis closes connections idle for 10 minutes; a health
         # check on reuse and TCP keepalive keep the pool's connections usable.
@@ -319,7 +324,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "chatproject.storage.HashedStaticFilesStorage"
         )
     },
 }
@@ -414,7 +419,7 @@ CHAT_INSTANCE_ID = env.str(
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 
 
-def _without_traceback(record):
+def _without_traceback(record: logging.LogRecord) -> bool:
     record.exc_info = record.exc_text = None
     return True
 

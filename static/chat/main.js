@@ -1,0 +1,128 @@
+// The room page's client: wires the modules together and answers the server's
+// frames (docs/protocol.md).
+//
+//   config.js      what the server hands the page: room, codes, limits, URLs
+//   strings.js     the page's translated words
+//   log.js         the log's lines and messages
+//   connection.js  the socket, reconnecting, pings, the connection's state
+//   timeline.js    messages in seq order, history, gap fill, older pages
+//   composer.js    sending, pending and resending, typing signals
+//   presence.js    own nickname, the online list and count, who is typing
+//   nickname.js    the nickname prompt
+
+import * as composer from "./composer.js";
+import { errors, frames, page } from "./config.js";
+import * as connection from "./connection.js";
+import { line } from "./log.js";
+import * as nickname from "./nickname.js";
+import * as presence from "./presence.js";
+import { t } from "./strings.js";
+import * as timeline from "./timeline.js";
+
+function sendJoin() {
+  connection.join({
+    type: frames.JOIN,
+    nickname: presence.myNickname(),
+    last_seq: timeline.lastSeq(),
+  });
+}
+
+function welcome(frame) {
+  const first = !timeline.started();
+  presence.setMyNickname(frame.nickname);
+  connection.welcomed();
+  nickname.hide();
+  composer.show({ focus: first });
+  timeline.welcome(frame);
+  if (first) line(t("welcome", { room: frame.room.name }), "welcome");
+  else line(t("reconnected"));
+  line(presence.participantsText(frame.participants));
+  presence.setUsers(frame.users);
+  composer.resendPending();
+}
+
+function error(frame) {
+  if (composer.refuse(frame)) return;
+  if (connection.state() === "joined" || errors.final.includes(frame.code)) {
+    line(frame.message, "error");
+    return;
+  }
+  connection.joinRefused();
+  if (errors.nickname.includes(frame.code) || !timeline.started()) {
+    // The socket stays open: the next nickname is tried on it.
+    nickname.ask(frame.message);
+  } else {
+    // A rejoin the server could not serve just now: try again later.
+    line(frame.message, "error");
+    connection.drop();
+  }
+}
+
+const handlers = {
+  [frames.WELCOME]: welcome,
+  [frames.MESSAGE]: timeline.receive,
+  [frames.JOINED](frame) {
+    line(t("joined", { name: frame.nickname }));
+    line(presence.participantsText(frame.participants));
+    presence.addUser(frame.nickname);
+  },
+  [frames.LEFT](frame) {
+    line(t("left", { name: frame.nickname }));
+    line(presence.participantsText(frame.participants));
+    presence.removeTyper(frame.nickname);
+    presence.removeUser(frame.nickname);
+  },
+  [frames.TYPING](frame) {
+    presence.addTyper(frame.nickname);
+  },
+  [frames.STOP_TYPING](frame) {
+    presence.removeTyper(frame.nickname);
+  },
+  [frames.DELETED](frame) {
+    timeline.forget(frame.ids);
+  },
+  [frames.PONG](frame) {
+    timeline.behind(frame.last_seq);
+  },
+  [frames.ERROR]: error,
+};
+
+connection.listen({
+  open: sendJoin,
+  frame(frame) {
+    const handler = handlers[frame.type];
+    if (handler) handler(frame);
+  },
+  closed({ opened, wasJoined, final }) {
+    composer.stopTyping();
+    presence.clearTypers();
+    if (final) {
+      composer.hide();
+      nickname.hide();
+      return;
+    }
+    if (wasJoined) line(t("disconnected"));
+    else if (!opened && timeline.started()) line(t("reconnect_failed"));
+    else if (!opened) nickname.say(t("connect_failed"));
+  },
+});
+
+nickname.onChosen(
+  (name) => {
+    presence.setMyNickname(name);
+    // An open socket (after a refused nickname) tries again at once; one that
+    // is connecting, or waiting to reconnect, joins when it opens.
+    if (connection.state() === "idle") connection.connect();
+    else sendJoin();
+  },
+  () => connection.state() === "joining",
+);
+
+if (page.archived) {
+  timeline.showArchived();
+} else if (page.nickname) {
+  presence.setMyNickname(page.nickname);
+  connection.connect();
+} else {
+  nickname.ask();
+}

@@ -1,0 +1,76 @@
+// Who is here: the page's own nickname, the online list and its count, the
+// participants line, and who is typing.
+
+import { nicknameColor } from "./log.js";
+import { t } from "./strings.js";
+
+// Just over a typist's repeat (composer.js) and the server's coalescing delay
+// of up to 250 ms: a typing shown after its stop was lost clears within 4 s.
+const TYPING_EXPIRE_MS = 4000;
+
+const typingLine = document.getElementById("typing");
+
+let me = null;
+let users = [];
+const typers = new Map(); // nickname -> timer that forgets them
+
+export function myNickname() {
+  return me;
+}
+
+export function setMyNickname(name) {
+  me = name;
+}
+
+export function participantsText(n) {
+  return n === 1 ? t("participants_one") : t("participants_many", { count: n });
+}
+
+export function setUsers(next) {
+  users = [...new Set(next)].sort((a, b) =>
+    a.localeCompare(b, undefined, { sensitivity: "base" }),
+  );
+  document.getElementById("users").replaceChildren(
+    ...users.map((name) => {
+      const li = document.createElement("li");
+      li.textContent = name;
+      li.style.color = nicknameColor(name);
+      return li;
+    }),
+  );
+  document.getElementById("count").textContent = String(users.length);
+}
+
+export function addUser(name) {
+  setUsers([...users, name]);
+}
+
+export function removeUser(name) {
+  setUsers(users.filter((other) => other !== name));
+}
+
+function renderTypers() {
+  typingLine.textContent = [...typers.keys()]
+    .map((name) => t("typing", { name }))
+    .join(", ");
+}
+
+export function addTyper(name) {
+  if (name === me) return;
+  clearTimeout(typers.get(name));
+  typers.set(name, setTimeout(() => removeTyper(name), TYPING_EXPIRE_MS));
+  renderTypers();
+}
+
+export function removeTyper(name) {
+  if (!typers.has(name)) return;
+  clearTimeout(typers.get(name));
+  typers.delete(name);
+  renderTypers();
+}
+
+export function clearTypers() {
+  for (const timer of typers.values()) clearTimeout(timer);
+  typers.clear();
+  renderTypers();
+}
