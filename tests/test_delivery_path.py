@@ -1,0 +1,112 @@
+"""
+Under the real servers, room events are written straight to the sockets
+(chat/transport.py), not sent through ASGI: each process says which path its
+server gives in one line at its first socket, and says so again the first time
+a socket's deliveries fall back to ASGI. A Daphne, Twisted, autobahn, uvicorn or
+websockets release that changed what the direct path reads makes these fail
+with that line, which names the attribute that changed.
+"""
+
+import asyncio
+import importlib.metadata
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chat import transport
+from tests.harness.clients import ChatClient
+from tests.harness.database import Database
+from tests.harness.fixtures import (
+    FreshRoom,
+    MakeClient,
+    fixture_clients,  # noqa: F401 - a pytest fixture
+    fixture_database,  # noqa: F401 - a pytest fixture
+    fixture_room,  # noqa: F401 - a pytest fixture
+)
+from tests.harness.servers import Cluster, Daphne, Uvicorn, static_env
+from tests.harness.waiting import wait_until
+
+pytestmark = pytest.mark.processes
+
+# Each side says this many, so that every socket is sent events in lots and
+# alone.
+MESSAGES = 6
+
+
+class CompressingUvicorn(Uvicorn):
+    """uvicorn with its default of per-message compression, which the test
+    clients accept: their sockets cannot be sent the shared frames."""
+
+    def command(self) -> list[str]:
+        command = super().command()
+        at = command.index("--ws-per-message-deflate")
+        command[at + 1] = "true"
+        return command
+
+
+@pytest.fixture(name="cluster")
+def fixture_cluster(
+    database: Database, tmp_path: Path, _collected_static: None
+) -> Iterator[Cluster]:
+    """A private Redis; the test adds the servers."""
+    with Cluster(tmp_path, database, instances=0, env=static_env()) as cluster:
+        yield cluster
+
+
+def delivery_lines(server: Daphne) -> list[str]:
+    """What a server's process logged of its delivery path."""
+    return [
+        line.partition(" chat.transport ")[2]
+        for line in server.log().splitlines()
+        if " chat.transport delivery" in line
+    ]
+
+
+async def chat_both_ways(alice: ChatClient, bob: ChatClient) -> None:
+    await alice.expect("joined", nickname="bob")
+    for index in range(MESSAGES):
+        await asyncio.gather(alice.say(f"a{index}"), bob.say(f"b{index}"))
+    for client in (alice, bob):
+        await client.expect_messages(2 * MESSAGES)
+
+
+async def test_daphne_and_uvicorn_write_every_delivery_directly(
+    cluster: Cluster, room: FreshRoom, clients: MakeClient
+) -> None:
+    daphne = cluster.add_server(Daphne)
+    uvicorn = cluster.add_server(Uvicorn)
+    alice = await clients("alice", room.slug, daphne)
+    bob = await clients("bob", room.slug, uvicorn)
+    await chat_both_ways(alice, bob)
+
+    for server, name in ((daphne, "daphne"), (uvicorn, "uvicorn")):
+        lines = delivery_lines(server)
+        expected = f"delivery path=direct server={name} " + " ".join(
+            f"{library}={importlib.metadata.version(library)}"
+            for library in transport.SERVER_LIBRARIES[name]
+        )
+        # The line itself is the message: it names what no longer holds.
+        assert [line.split(' untested="')[0] for line in lines] == [expected], lines
+    assert not cluster.tracebacks()
+
+
+async def test_a_socket_whose_deliveries_fall_back_is_reported(
+    cluster: Cluster, room: FreshRoom, clients: MakeClient
+) -> None:
+    # What the test above would see of a fallback: compression, which the
+    # server's options decide, sends every delivery of these sockets through
+    # ASGI while the server as such is written to directly.
+    uvicorn = cluster.add_server(CompressingUvicorn)
+    alice = await clients("alice", room.slug, uvicorn)
+    bob = await clients("bob", room.slug, uvicorn)
+    await chat_both_ways(alice, bob)
+
+    # Said once, however many deliveries fell back.
+    wait_until(lambda: len(delivery_lines(uvicorn)) >= 2, 5, "the fallback line")
+    [start, fallback] = delivery_lines(uvicorn)
+    assert start.startswith("delivery path=direct server=uvicorn ")
+    assert fallback == (
+        'delivery_fallback server=uvicorn reason="per-message compression '
+        'negotiated (--ws-per-message-deflate false keeps it off)"'
+    )
