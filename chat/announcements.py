@@ -18,6 +18,7 @@ import time
 
 from . import events
 from .loops import loop_local
+from .protocol import Frame
 
 WINDOW_SECONDS = 0.5
 
@@ -28,12 +29,14 @@ class RoomAnnouncer:
     def __init__(self, room_id: int) -> None:
         self.room_id = room_id
         # (frame, the connection that must not get it), in order
-        self.waiting: list[tuple[dict, str | None]] = []
+        self.waiting: list[tuple[Frame, str | None]] = []
         self.participants: int | None = None
         self.sent_at = float("-inf")
-        self.flushing: asyncio.Task | None = None
+        self.flushing: asyncio.Task[None] | None = None
 
-    async def announce(self, frame: dict, exclude: str | None) -> asyncio.Task | None:
+    async def announce(
+        self, frame: Frame, exclude: str | None
+    ) -> asyncio.Task[None] | None:
         """Queue the frame; the task that will send it, when it waits."""
         self.participants = frame["participants"]
         self.waiting.append((frame, exclude))
@@ -68,27 +71,24 @@ class RoomAnnouncer:
         )
 
 
-_announcers = loop_local(dict)
+_announcers = loop_local(dict[int, RoomAnnouncer])
 
 
 async def presence_announce(
     *,
     room_id: int,
-    kind: str,
-    nickname: str,
-    participants: int,
+    frame: Frame,
     exclude: str | None = None,
     at_once: bool = False,
     wait: bool = False,
 ) -> None:
     """
-    Tell the room that `nickname` joined or left (kind: protocol.JOINED or
-    protocol.LEFT). `at_once` for a process about to stop, which cannot wait
+    Tell the room that someone joined or left (a protocol.joined_frame or
+    left_frame). `at_once` for a process about to stop, which cannot wait
     for a window to close; `wait` to return only once the frame went out (a
     socket's disconnect: a server that stops waits for it, and would otherwise
     end with the frame still waiting).
     """
-    frame = {"type": kind, "nickname": nickname, "participants": participants}
     if at_once:
         await events.room_send(room_id, frame, exclude=exclude)
         return

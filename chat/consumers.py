@@ -2,6 +2,8 @@ import asyncio
 import collections
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -9,11 +11,14 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
-from . import limits, protocol, selectors, services, visitors
+from . import limits, protocol, selectors, transport, visitors
 from .addresses import scope_address
-from .health import cause
-from .hub import Batch, get_hub
-from .protocol import ProtocolError
+from .hub import Batch, Event, get_hub
+from .logs import cause
+from .models import Room
+from .protocol import Frame, ProtocolError
+from .services import messages, presence, save_queue
+from .typing import typing_refuse, typing_relay
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +37,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # of this socket's own.
     channel_layer_alias = None
 
-    async def connect(self):
+    async def connect(self) -> None:
         self.connection_id = uuid.uuid4().hex
-        self.room = None
-        self.nickname = None
+        # None when the socket was refused its room.
+        self.room: Room | None = None
+        # None until the join, and again once the socket left.
+        self.nickname: str | None = None
         # Messages up to this seq were sent in the welcome; live copies are skipped.
         self.floor = 0
         self.join_attempts = 0
         # The task closing this socket, once one was started (close_soon).
-        self.closing = None
+        self.closing: asyncio.Task[None] | None = None
         # Room events that arrive between subscribing and the welcome wait here.
-        self.backlog = []
+        self.backlog: list[Event] | None = []
         # The server's connection, where it can be seen (chat/transport.py).
         self.socket = self.scope.get("socket")
         self.send_buffer_max = settings.CHAT_SEND_BUFFER_BYTES
@@ -52,7 +59,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Typing signals and pings beyond this are dropped without a word: each
         # is relayed to the room or costs a query.
         self.signals_bucket = limits.TokenBucket(burst=10, rate=5)
-        self.handlers = {
+        self.handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             protocol.JOIN: self.on_join,
             protocol.MESSAGE: self.on_message,
             protocol.TYPING: self.on_typing,
@@ -62,8 +69,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.address = scope_address(self.scope)
         # Messages of this socket waiting for their save, in the order they came,
         # and the task saving them.
-        self.outbox = collections.deque()
-        self.posting = None
+        self.outbox: collections.deque[tuple[protocol.Message, str]] = (
+            collections.deque()
+        )
+        self.posting: asyncio.Task[None] | None = None
         slug = self.scope["url_route"]["kwargs"].get("slug", "")
         # Before any database work: a flood of connects is refused cheaply.
         if not await self.admitted():
@@ -108,7 +117,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             self.room = room
 
-    async def dispatch(self, message):
+    @property
+    def joined_room(self) -> Room:
+        """The socket's room. Frames are read, and events come, only once
+        connect() accepted the socket into it."""
+        if self.room is None:
+            raise ProtocolError(protocol.NOT_JOINED, _("This socket has no room."))
+        return self.room
+
+    @property
+    def joined_nickname(self) -> str:
+        """The nickname the socket joined with; a frame that needs one before
+        the join (or after the leave) is refused."""
+        if self.nickname is None:
+            raise ProtocolError(protocol.NOT_JOINED, _("Send a join frame first."))
+        return self.nickname
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler, in
         # the database thread: a thread hop for every frame a client sends,
         # queued behind the saves. The database calls made here go through
@@ -120,22 +145,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             await super().dispatch(message)
 
-    async def disconnect(self, code):
+    async def disconnect(self, code: int) -> None:
         self.log("disconnect", code=code)
         await self.leave_room()
 
-    async def leave_room(self):
+    async def leave_room(self) -> None:
         if self.nickname is None:
             return
         self.nickname = None
-        await get_hub().detach(self.room.pk, self)
+        await get_hub().detach(self.joined_room.pk, self)
         try:
-            await services.leave(connection_id=self.connection_id)
-        # The hub's heartbeat prunes the connection later (chat/hub.py).
+            await presence.aroom_leave(connection_id=self.connection_id)
+        # The heartbeat prunes the connection later (chat/liveness.py).
         except Exception as exc:  # noqa: BLE001 - logged by failed()
             self.failed("leave_failed", exc)
 
-    async def receive(self, text_data=None, bytes_data=None):
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
         if self.room is None:
             return
         frame = None
@@ -151,7 +178,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except Exception as exc:  # noqa: BLE001 - answered by refuse_frame()
             await self.refuse_frame(exc, getattr(frame, "client_id", None))
 
-    async def refuse_frame(self, exc, client_id):
+    async def refuse_frame(self, exc: Exception, client_id: str | None) -> None:
         """Answer a frame that failed: its error, or `unavailable` for a bug or
         an outage (logged). A refused message names its client_id."""
         if isinstance(exc, ProtocolError):
@@ -165,7 +192,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Frames -----------------------------------------------------------------
 
-    async def on_join(self, frame):
+    async def on_join(self, frame: protocol.Join) -> None:
         if self.nickname is not None:
             raise ProtocolError(protocol.ALREADY_JOINED, _("You have already joined."))
         if self.join_attempts and not await self.admitted():
@@ -177,46 +204,49 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Events are subscribed to before history is read, so nothing falls
         # between the two; live copies of what history carried are skipped.
         hub = get_hub()
-        await hub.attach(self.room.pk, self)
-        presence = None
+        await hub.attach(self.joined_room.pk, self)
+        joined = None
         try:
-            page = await database_sync_to_async(self._welcome_history)(frame.last_seq)
-            presence = await self.record_presence(frame.nickname)
-            welcome = protocol.welcome_frame(
-                room=self.room,
-                presence=presence,
-                page=page,
-                after=frame.last_seq,
+            joined, welcome = await presence.aroom_welcome(
+                room=self.joined_room,
+                nickname=frame.nickname,
+                last_seq=frame.last_seq,
+                visitor=self.visitor,
+                user=self.user,
+                connection_id=self.connection_id,
+                instance=self.instance,
                 max_bytes=self.max_send_bytes(),
             )
             await self.send_frame(welcome)
         except BaseException:
             # Nothing of a failed join stays: no held nickname, no announcement.
-            await hub.detach(self.room.pk, self)
+            await hub.detach(self.joined_room.pk, self)
             self.backlog = []
-            if presence is not None:
+            if joined is not None:
                 await asyncio.shield(
-                    services.join_undo(connection_id=self.connection_id)
+                    presence.aroom_join_undo(connection_id=self.connection_id)
                 )
             raise
         # From here on the connection is recorded: disconnect() takes it out.
-        self.nickname = presence.nickname
+        self.nickname = joined.nickname
         self.floor = welcome["last_seq"]
         backlog, self.backlog = self.backlog, None
         if backlog:
             await self.deliver(Batch(backlog))
-        await services.announce_arrival(
-            room=self.room, presence=presence, connection_id=self.connection_id
+        await presence.aroom_join_announce(
+            room_id=self.joined_room.pk,
+            presence=joined,
+            connection_id=self.connection_id,
         )
-        self.log("join", arrived=presence.arrived)
+        self.log("join", arrived=joined.arrived)
 
-    def max_send_bytes(self):
+    def max_send_bytes(self) -> int:
         """The largest frame this socket's server sends (its own limit, or ours)."""
         limit = settings.CHAT_MAX_FRAME_BYTES
         server_limit = self.socket.max_send_bytes() if self.socket else None
         return min(limit, server_limit) if server_limit else limit
 
-    async def admitted(self):
+    async def admitted(self) -> bool:
         """Whether this visitor and address may join (or connect) once more."""
         by_visitor, by_address = limits.join_windows()
         refused = await limits.get_limiter().hit_all(
@@ -226,24 +256,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.log("join_refused", level=logging.WARNING, limit=refused.name)
         return refused is None
 
-    def _welcome_history(self, last_seq):
-        if last_seq is None:
-            return selectors.room_history(
-                room_id=self.room.pk, limit=settings.CHAT_HISTORY_LIMIT
-            )
-        return selectors.room_history(
-            room_id=self.room.pk, after=last_seq, limit=settings.CHAT_CATCH_UP_LIMIT
-        )
-
-    async def on_message(self, frame):
+    async def on_message(self, frame: protocol.Message) -> None:
         # Counted as it arrives, before the save: frames that queued behind a
         # stall are not checked in a clump.
-        if not services.post_admissible(visitor=self.visitor):
+        if not save_queue.queue_admits(visitor=self.visitor):
             # Refused before it is counted: the resend costs the sender nothing.
-            raise services.busy(frame.client_id)
+            raise save_queue.busy(frame.client_id)
         by_visitor, by_address = limits.message_windows()
         refused = await limits.get_limiter().hit_all(
-            (by_address, self.address), (by_visitor, f"{self.room.pk}/{self.visitor}")
+            (by_address, self.address),
+            (by_visitor, f"{self.joined_room.pk}/{self.visitor}"),
         )
         if refused is not None:
             raise ProtocolError(
@@ -254,28 +276,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 frame.client_id or None,
             )
         if len(self.outbox) >= MAX_OUTBOX:
-            raise services.busy(frame.client_id)
+            raise save_queue.busy(frame.client_id)
         # Saved apart from the reading of frames, so the next frame is read (and
         # counted) on arrival; one at a time and in order, as before: a socket
         # has one message in the process's save bound, and a fast sender is
         # held back by its own saves rather than crowding out others.
-        self.outbox.append(frame)
+        self.outbox.append((frame, self.joined_nickname))
         if self.posting is None:
             self.posting = asyncio.create_task(self.post_all())
 
-    async def post_all(self):
+    async def post_all(self) -> None:
         try:
             while self.outbox:
-                await self.post(self.outbox[0])
+                await self.post(*self.outbox[0])
                 self.outbox.popleft()
         finally:
             self.posting = None
 
-    async def post(self, frame):
+    async def post(self, frame: protocol.Message, nickname: str) -> None:
+        # Saved under the nickname it came with, even if the socket left since.
         try:
-            message, delivered = await services.post(
-                room=self.room,
-                nickname=self.nickname,
+            message, delivered = await messages.amessage_post(
+                room=self.joined_room,
+                nickname=nickname,
                 visitor=self.visitor,
                 text=frame.text,
                 client_id=frame.client_id,
@@ -288,30 +311,30 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # sender still gets the saved copy; others catch up by seq.
             await self.send_frame(message)
 
-    async def on_typing(self, frame):
+    async def on_typing(self, frame: protocol.Signal) -> None:
         if not self.signals_bucket.take():
             # Over the socket's signal budget: the room never hears of it (a
             # lost stop clears on clients after TYPING_EXPIRE_MS).
-            services.typing_refused(room=self.room)
+            typing_refuse(room_id=self.joined_room.pk)
             return
-        await services.typing(
-            room=self.room,
-            nickname=self.nickname,
+        typing_relay(
+            room_id=self.joined_room.pk,
+            nickname=self.joined_nickname,
             connection_id=self.connection_id,
             active=frame.type == protocol.TYPING,
         )
 
-    async def on_ping(self, frame):
+    async def on_ping(self, frame: protocol.Signal) -> None:
         if not self.signals_bucket.take():
             return
         last_seq = await database_sync_to_async(selectors.room_last_seq)(
-            room_id=self.room.pk
+            room_id=self.joined_room.pk
         )
-        await self.send_frame({"type": protocol.PONG, "last_seq": last_seq or 0})
+        await self.send_frame(protocol.pong_frame(last_seq=last_seq))
 
     # Output -----------------------------------------------------------------
 
-    async def deliver(self, batch):
+    async def deliver(self, batch: Batch) -> None:
         """Room events from the hub (chat/hub.py), already encoded."""
         if self.backlog is not None:
             self.backlog.extend(batch.events)
@@ -323,42 +346,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
         events = batch.wanted_by(self.connection_id, self.floor)
         if not events:
             return
-        socket = self.socket
-        if socket is not None and socket.buffered() > self.send_buffer_max:
+        try:
+            sent = await transport.deliver(
+                self.socket,
+                self.base_send,
+                events,
+                limit=self.send_buffer_max,
+                framed=batch if events is batch.events else None,
+            )
+        except Exception as exc:  # noqa: BLE001 - the socket went away
+            # A socket closing as the room's events reach it (uvicorn refuses a
+            # send after the client's close): its disconnect follows, and it
+            # catches up by seq if it comes back.
+            self.log("send_failed", level=logging.DEBUG, cause=cause(exc))
+            return
+        if sent is transport.Delivery.TOO_SLOW:
             await self.drop_slow_reader()
             return
-        if socket is not None and socket.writable():
-            socket.write(
-                batch.data
-                if events is batch.events
-                else b"".join(e.data for e in events)
-            )
-        else:
-            try:
-                for event in events:
-                    await self.base_send(event.message)
-            except Exception as exc:  # noqa: BLE001 - the socket went away
-                # A socket closing as the room's events reach it (uvicorn
-                # refuses a send after the client's close): its disconnect
-                # follows, and it catches up by seq if it comes back.
-                self.log("send_failed", level=logging.DEBUG, cause=cause(exc))
-                return
         for event in events:
             if event.close:
                 self.close_soon(event.close)
                 return
 
-    def record_presence(self, nickname):
-        return services.join(
-            room=self.room,
-            nickname=nickname,
-            visitor=self.visitor,
-            user=self.user,
-            connection_id=self.connection_id,
-            instance=self.instance,
-        )
-
-    async def restore_presence(self):
+    async def restore_presence(self) -> None:
         """
         Record this socket's presence again after the instance was reaped (taken
         for dead while cut off from the database). Where that cannot be done,
@@ -369,9 +379,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.nickname is None:
             return
         try:
-            presence = await self.record_presence(self.nickname)
-            await services.announce_arrival(
-                room=self.room, presence=presence, connection_id=self.connection_id
+            restored = await presence.aroom_join(
+                room_id=self.joined_room.pk,
+                nickname=self.nickname,
+                visitor=self.visitor,
+                user=self.user,
+                connection_id=self.connection_id,
+                instance=self.instance,
+            )
+            await presence.aroom_join_announce(
+                room_id=self.joined_room.pk,
+                presence=restored,
+                connection_id=self.connection_id,
             )
         except Exception as exc:  # noqa: BLE001 - the client rejoins instead
             if isinstance(exc, ProtocolError):
@@ -382,7 +401,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.close_soon(protocol.CLOSE_REJOIN)
             await self.leave_room()
 
-    async def drop_slow_reader(self):
+    async def drop_slow_reader(self) -> None:
         """Close a socket that stopped reading; it catches up when it reconnects."""
         self.log("too_slow", level=logging.WARNING, buffered=self.socket.buffered())
         self.socket.cut_later()
@@ -392,14 +411,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # next round, so it is closed once.
         self.leaving = asyncio.create_task(self.leave_room())
 
-    def close_soon(self, code):
+    def close_soon(self, code: int) -> None:
         """
         Close from a task of its own: called from the hub's tasks, which must not
         wait on a socket (uvicorn's close waits while the socket's buffer is full).
         """
         self.closing = asyncio.create_task(self.close(code=code))
 
-    async def close(self, code=None, reason=None):
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
         # Through the server's connection where it is seen: Daphne's own close
         # refuses the standard codes other than 1000 (1011, 1012, 1013), and a
         # socket meant to reconnect was left open (chat/transport.py).
@@ -408,7 +427,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         else:
             await super().close(code=code, reason=reason)
 
-    async def send_frame(self, frame):
+    async def send_frame(self, frame: Frame) -> None:
         # Error replies, pongs and the welcome answer the client's own frames: a
         # client that sends without reading could have them buffered without
         # end. Past the bound it is dropped as deliver() drops it, and nothing
@@ -422,11 +441,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         await self.send(text_data=protocol.encode(frame))
 
-    async def refuse(self, code, message, close_code):
+    async def refuse(self, code: str, message: str, close_code: int) -> None:
         await self.send_frame(protocol.error_frame(code, message))
         await self.close(code=close_code)
 
-    def log(self, event, level=logging.INFO, exc_info=False, **fields):
+    def log(
+        self,
+        event: str,
+        level: int = logging.INFO,
+        exc_info: bool = False,
+        **fields: object,
+    ) -> None:
         """One line per event; never the text of a message."""
         extra = " ".join(f"{key}={value}" for key, value in fields.items())
         if self.room is not None:
@@ -444,7 +469,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             exc_info=exc_info,
         )
 
-    def failed(self, event, exc):
+    def failed(self, event: str, exc: BaseException) -> None:
         self.log(
             event,
             logging.ERROR,

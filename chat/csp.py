@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 
 def socket_source(request: HttpRequest) -> str | None:
-    """The origin of the room page's WebSocket (static/chat/chat.js builds it
+    """The origin of the room page's WebSocket (static/chat/connection.js builds it
     from location.host), or None for a request whose Host is not allowed."""
     try:
         host = request.get_host()

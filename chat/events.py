@@ -10,14 +10,17 @@ msgpack, which cannot carry datetimes or UUIDs.
 import asyncio
 import contextvars
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
 from . import drops
-from .health import cause
+from .logs import cause
 from .loops import loop_local
+from .protocol import Frame
 
 EVENT_TYPE = "room.event"
 SEND_TIMEOUT_SECONDS = 2.0
@@ -41,14 +44,17 @@ _over_capacity: contextvars.ContextVar[list[int] | None] = contextvars.ContextVa
 
 class _OverCapacity(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != OVER_CAPACITY_MESSAGE or len(record.args or ()) != 3:
+        args = record.args
+        if record.msg != OVER_CAPACITY_MESSAGE or not (
+            isinstance(args, tuple) and len(args) == 3
+        ):
             return True
-        over = int(record.args[0])
+        over = int(str(args[0]))
         found = _over_capacity.get()
         if found is not None:
             found.append(over)
         else:  # a group_send made elsewhere: its frames are not known
-            drops.dropped("layer_channel_full", "event", over, group=record.args[2])
+            drops.dropped("layer_channel_full", "event", over, group=args[2])
         # Counted and logged (rate-limited) instead of one line per send.
         return False
 
@@ -67,8 +73,8 @@ def watch_channel_full() -> None:
 watch_channel_full()
 
 
-async def _group_send(room_id, event):
-    over = []
+async def _group_send(room_id: int, event: dict[str, Any]) -> None:
+    over: list[int] = []
     token = _over_capacity.set(over)
     try:
         async with _slots():
@@ -86,11 +92,19 @@ async def _group_send(room_id, event):
         )
 
 
-def group_name(room_id):
+def group_name(room_id: int) -> str:
+    """The room's group on the channel layer: derived from its pk, never a name
+    a user chose."""
     return f"room-{int(room_id)}"
 
 
-async def room_send(room_id, *frames, exclude=None, close=None, excludes=None):
+async def room_send(
+    room_id: int,
+    *frames: Frame,
+    exclude: str | None = None,
+    close: int | None = None,
+    excludes: Iterable[str | None] | None = None,
+) -> bool:
     """
     Ring the room's doorbell with one or more frames, in order; False when the
     layer could not take them.
@@ -108,7 +122,7 @@ async def room_send(room_id, *frames, exclude=None, close=None, excludes=None):
     which instances lost it is not known, and a sender's copy sent directly
     would come twice wherever the event did arrive.
     """
-    event = {
+    event: dict[str, Any] = {
         "type": EVENT_TYPE,
         "room": room_id,
         "frames": list(frames),
@@ -131,6 +145,6 @@ async def room_send(room_id, *frames, exclude=None, close=None, excludes=None):
     return True
 
 
-def room_send_sync(room_id, frame, *, close=None):
+def room_send_sync(room_id: int, frame: Frame, *, close: int | None = None) -> None:
     """From synchronous code (the admin): send once the transaction commits."""
     transaction.on_commit(lambda: async_to_sync(room_send)(room_id, frame, close=close))

@@ -20,13 +20,15 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Any
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.dispatch import receiver
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from .logs import cause
 from .models import Room
 
 logger = logging.getLogger(__name__)
@@ -39,19 +41,11 @@ REUSE_SECONDS = 1.0
 clock = time.monotonic
 
 
-def cause(exc):
-    """
-    An exception as one log line: its class and message. Not repr(): redis-py's
-    exceptions leave their message out of it, and psycopg's messages span lines.
-    """
-    return f"{type(exc).__name__}({' '.join(str(exc).split())!r})"
-
-
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _check_database():
+def _check_database() -> None:
     # A query on a chat table: it also fails when migrations were not applied.
     try:
         if connection.vendor == "postgresql":
@@ -67,7 +61,7 @@ def _check_database():
         connection.close()  # this check's thread's own connection
 
 
-async def _layer_round_trip(layer):
+async def _layer_round_trip(layer: Any) -> None:
     async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
         # new_channel() subscribes on the pub/sub layer: the ping cannot be missed.
         channel = await layer.new_channel(prefix="readyz")
@@ -77,7 +71,7 @@ async def _layer_round_trip(layer):
             pass
 
 
-def _check_channel_layer():
+def _check_channel_layer() -> None:
     # A layer instance and an event loop of the check's own: channels-redis lets
     # one receive() at a time wait on a layer instance, and the hub's receive
     # holds the shared one while it waits for room events. Closing the loop
@@ -160,10 +154,10 @@ def _settings_changed(*, setting: str, **kwargs: object) -> None:
         forget_results()
 
 
-def readyz(request):
+def readyz(request: HttpRequest) -> JsonResponse:
     results = dict(_shared_results())
     failed = [name for name, result in results.items() if result != "ok"]
-    body = {"status": "fail" if failed else "ok", "checks": results}
+    body: dict[str, object] = {"status": "fail" if failed else "ok", "checks": results}
     if failed:
         body["failing"] = failed
     return JsonResponse(body, status=503 if failed else 200)
@@ -173,10 +167,10 @@ PROBES = {"/healthz": healthz, "/readyz": readyz}
 
 
 class HealthCheckMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         probe = PROBES.get(request.path_info)
         if probe is not None and request.method in ("GET", "HEAD"):
             response = probe(request)

@@ -12,26 +12,28 @@ Events that come together (while the hub writes, or within FLUSH_SECONDS of its
 last write) go out together: one write per socket for each room's lot, when the
 server lets the hub write pre-framed bytes (chat/transport.py).
 
-The hub also keeps the process's heartbeat in the database, and sweeps the
-presence of instances that stopped beating (killed, or cut off).
+The hub starts the process's liveness (chat/liveness.py: its heartbeat in the
+database, and the sweep of instances that stopped beating) with its first
+socket, and stops it when it closes.
 """
 
 import asyncio
-import atexit
 import collections
 import contextlib
 import logging
-from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.utils import timezone
 
-from . import counters, drops, events, protocol, services
-from .health import cause
+from . import counters, drops, events, protocol
+from .liveness import Liveness
+from .logs import cause
 from .loops import loop_local
-from .transport import text_frame
+from .transport import frames, text_frame
+
+if TYPE_CHECKING:
+    from .consumers import RoomConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -55,28 +57,6 @@ MAX_PENDING_EVENTS = 5000
 # stop_typing clears by itself on clients (docs/protocol.md); a lost message
 # only by catching up.
 EXPENDABLE = frozenset({protocol.TYPING, protocol.STOP_TYPING})
-# How long a stopping instance spends telling the rooms who left, at most.
-CLOSE_ANNOUNCE_SECONDS = 3.0
-
-
-def _remove_at_exit(instance):
-    """
-    Daphne stops without closing its sockets through the application, so no
-    consumer leaves its room: take the instance's presence out as the process
-    exits, and tell the rooms (best effort; otherwise the other instances' sweep
-    does it after CHAT_INSTANCE_TIMEOUT_SECONDS).
-    """
-    try:
-        departures = services.instance_remove(instance=instance)
-
-        async def announce():
-            for departure in departures:
-                await services.announce_departure(departure, at_once=True)
-
-        if departures:
-            asyncio.run(asyncio.wait_for(announce(), 2))
-    except Exception as exc:  # noqa: BLE001 - the process is going anyway
-        logger.warning("instance_remove_failed instance=%s cause=%s", instance, exc)
 
 
 class Event:
@@ -84,7 +64,12 @@ class Event:
 
     __slots__ = ("_data", "close", "exclude", "expendable", "frame", "message", "seq")
 
-    def __init__(self, frame, exclude=None, close=None):
+    def __init__(
+        self,
+        frame: dict[str, Any],
+        exclude: str | None = None,
+        close: int | None = None,
+    ) -> None:
         self.frame = frame
         self.exclude = exclude
         self.close = close
@@ -93,10 +78,10 @@ class Event:
         self.seq = int(self.frame["seq"]) if is_message else None
         # One ASGI message shared by every socket: the servers only read it.
         self.message = {"type": "websocket.send", "text": protocol.encode(self.frame)}
-        self._data = None
+        self._data: bytes | None = None
 
     @property
-    def data(self):
+    def data(self) -> bytes:
         """The event as a WebSocket frame, for sockets written directly."""
         if self._data is None:
             self._data = text_frame(self.message["text"])
@@ -106,26 +91,26 @@ class Event:
 class Batch:
     """The events of one room written together."""
 
-    def __init__(self, events):
+    def __init__(self, events: list[Event]) -> None:
         # Messages relayed by different instances can arrive out of seq order;
         # within a batch they go out in order, in the places messages held.
         places = [i for i, e in enumerate(events) if e.seq is not None]
-        in_order = sorted((events[i] for i in places), key=lambda e: e.seq)
+        in_order = sorted((events[i] for i in places), key=lambda e: e.seq or 0)
         for place, event in zip(places, in_order, strict=True):
             events[place] = event
         self.events = events
         self.excludes = {e.exclude for e in events if e.exclude}
         seqs = [e.seq for e in events if e.seq is not None]
         self.min_seq = min(seqs) if seqs else None
-        self._data = None
+        self._data: bytes | None = None
 
     @property
-    def data(self):
+    def data(self) -> bytes:
         if self._data is None:
-            self._data = b"".join(e.data for e in self.events)
+            self._data = frames(self.events)
         return self._data
 
-    def wanted_by(self, connection_id, floor):
+    def wanted_by(self, connection_id: str, floor: int) -> list[Event]:
         """The events for one socket: all of them, but its own echoes and the
         messages it already has (seq up to `floor`)."""
         if connection_id not in self.excludes and (
@@ -140,41 +125,41 @@ class Batch:
 
 
 class Hub:
-    def __init__(self):
+    def __init__(self) -> None:
         self.layer = get_channel_layer()
-        self.instance = settings.CHAT_INSTANCE_ID
-        self.rooms = {}
-        self.channel = None
-        self.subscriptions = {}
-        self._background_tasks = set()
-        self.pending = {}
+        self.instance: str = settings.CHAT_INSTANCE_ID
+        self.rooms: dict[int, set[RoomConsumer]] = {}
+        self.channel: str | None = None
+        self.subscriptions: dict[int, asyncio.Future[None]] = {}
+        self.pending: dict[int, list[Event]] = {}
         self.pending_count = 0
         # How many of the pending events are typing signals (EXPENDABLE).
         self.pending_expendable = 0
         self._wake = asyncio.Event()
         self._start_lock = asyncio.Lock()
-        self._tasks = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.liveness = Liveness(instance=self.instance, sockets=self.sockets)
 
-    async def _start(self):
+    def sockets(self) -> list["RoomConsumer"]:
+        """This process's sockets in rooms, now."""
+        return [consumer for local in self.rooms.values() for consumer in local]
+
+    async def _start(self) -> None:
         async with self._start_lock:
             if self.channel is not None:
                 return
-            await database_sync_to_async(services.instance_heartbeat)(
-                instance=self.instance
-            )
+            # Before the first socket joins: its connection names this instance.
+            await self.liveness.start()
             self.channel = await self.layer.new_channel(prefix="hub")
             self._tasks = [
                 asyncio.create_task(self._read(), name="hub-read"),
                 asyncio.create_task(self._flush(), name="hub-flush"),
                 asyncio.create_task(self._refresh_groups(), name="hub-groups"),
-                asyncio.create_task(self._beat(), name="hub-beat"),
             ]
-            atexit.register(_remove_at_exit, self.instance)
             logger.info("hub_started instance=%s", self.instance)
 
-    async def close(self):
+    async def close(self) -> None:
         """Stop the hub's tasks and take the instance's presence out at once."""
-        atexit.unregister(_remove_at_exit)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -182,18 +167,10 @@ class Hub:
                 await task
         self._tasks = []
         self.rooms.clear()
-        if self.channel is not None:
-            self.channel = None
-            departures = await database_sync_to_async(services.instance_remove)(
-                instance=self.instance
-            )
-            # Bounded: a server stopping waits for this.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._announce(departures, at_once=True), CLOSE_ANNOUNCE_SECONDS
-                )
+        self.channel = None
+        await self.liveness.stop()
 
-    async def attach(self, room_id, consumer):
+    async def attach(self, room_id: int, consumer: "RoomConsumer") -> None:
         await self._start()
         self.rooms.setdefault(room_id, set()).add(consumer)
         # Every socket that attaches waits for the room's subscription (made by
@@ -204,7 +181,7 @@ class Hub:
             self.subscriptions[room_id] = subscribed
         await asyncio.shield(subscribed)
 
-    async def detach(self, room_id, consumer):
+    async def detach(self, room_id: int, consumer: "RoomConsumer") -> None:
         local = self.rooms.get(room_id)
         if local is None:
             return
@@ -219,7 +196,7 @@ class Hub:
                 # before this discard.
                 await self._group_add(room_id)
 
-    async def _group_add(self, room_id):
+    async def _group_add(self, room_id: int) -> None:
         try:
             await self.layer.group_add(events.group_name(room_id), self.channel)
         except Exception as exc:  # noqa: BLE001 - retried by _refresh_groups
@@ -227,7 +204,7 @@ class Hub:
                 "layer_group_add_failed room=%s cause=%s", room_id, cause(exc)
             )
 
-    async def _read(self):
+    async def _read(self) -> None:
         while True:
             try:
                 event = await self.layer.receive(self.channel)
@@ -239,7 +216,7 @@ class Hub:
                 continue
             self.dispatch(event)
 
-    def dispatch(self, event):
+    def dispatch(self, event: object) -> None:
         """Queue a room event for the room's local sockets."""
         if not isinstance(event, dict):
             logger.warning("hub_bad_event type=%s", type(event).__name__)
@@ -247,7 +224,7 @@ class Hub:
         room_id = event.get("room")
         if room_id not in self.rooms:
             return
-        lost = collections.Counter()
+        lost: collections.Counter[str] = collections.Counter()
         try:
             # "frame": one frame, as instances before lots sent them (a rolling
             # deploy has both).
@@ -258,7 +235,7 @@ class Hub:
             excludes = event.get("excludes")
             if not isinstance(excludes, list) or len(excludes) != len(frames):
                 excludes = [exclude] * len(frames)
-            room_events = []
+            room_events: list[Event] = []
             for frame, frame_exclude in zip(frames, excludes, strict=True):
                 at_bound = self.pending_count + len(room_events) >= MAX_PENDING_EVENTS
                 # Past the bound the rest is dropped, typing first; clients
@@ -282,7 +259,7 @@ class Hub:
             self.pending_expendable += sum(e.expendable for e in room_events)
             self._wake.set()
 
-    def _drop_typing(self, lot, lost):
+    def _drop_typing(self, lot: list[Event], lost: collections.Counter[str]) -> bool:
         """
         Make room at the bound: drop every typing signal waiting, in the lot
         being queued too; False when there was none.
@@ -309,7 +286,7 @@ class Hub:
         lost[protocol.TYPING] += removed
         return removed > 0
 
-    async def _flush(self):
+    async def _flush(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -332,68 +309,11 @@ class Hub:
                         logger.exception("hub_deliver_failed room=%s", room_id)
             await asyncio.sleep(FLUSH_SECONDS)
 
-    async def _refresh_groups(self):
+    async def _refresh_groups(self) -> None:
         while True:
             await asyncio.sleep(GROUP_REFRESH_SECONDS)
             for room_id in list(self.rooms):
                 await self._group_add(room_id)
-
-    async def _beat(self):
-        while True:
-            await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
-            await self.beat()
-
-    async def beat(self):
-        """Say this instance is alive, and sweep the ones that are not."""
-        # Not in the shared database thread: behind a queue of joins and leaves
-        # (hundreds of sockets closing at once) the beat came late, and another
-        # instance reaped this live one with all its users.
-        steps = {
-            "heartbeat": lambda: services.instance_heartbeat(instance=self.instance),
-            "sweep": services.instances_sweep,
-            "prune": lambda: services.instance_connections_prune(
-                instance=self.instance,
-                serving=[c.connection_id for room in self.rooms.values() for c in room],
-                older_than=timezone.now() - timedelta(minutes=1),
-            ),
-        }
-        results = {}
-        for name, step in steps.items():
-            try:
-                results[name] = await database_sync_to_async(
-                    step, thread_sensitive=False
-                )()
-            except Exception as exc:  # noqa: BLE001 - the database comes back
-                logger.warning(
-                    "heartbeat_failed instance=%s step=%s cause=%s",
-                    self.instance,
-                    name,
-                    cause(exc),
-                )
-        departures = results.get("sweep", []) + results.get("prune", [])
-        if departures:
-            # Apart from the beat: with Redis slow, announcing could hold the
-            # next heartbeat past the instance timeout.
-            self._background(self._announce(departures))
-        if results.get("heartbeat"):
-            # Taken for dead (the database was out of reach for too long): this
-            # instance's sockets are still here, so put them back.
-            logger.warning("instance_restored instance=%s", self.instance)
-            for local in list(self.rooms.values()):
-                for consumer in list(local):
-                    try:
-                        await consumer.restore_presence()
-                    except Exception as exc:  # noqa: BLE001 - the next socket's turn
-                        logger.warning("restore_failed cause=%s", cause(exc))
-
-    async def _announce(self, departures, at_once=False):
-        for departure in departures:
-            await services.announce_departure(departure, at_once=at_once)
-
-    def _background(self, coroutine):
-        task = asyncio.create_task(coroutine)
-        self._background_tasks.add(task)
-        task.add_done_callback(self._background_tasks.discard)
 
 
 # The hub of the running event loop (tests run several loops in turn).

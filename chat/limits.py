@@ -16,6 +16,7 @@ queued behind a stall.
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -23,7 +24,7 @@ from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from .health import cause
+from .logs import cause
 from .loops import loop_local
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ class TokenBucket:
     second. For signals that cost little but must not flood (typing, pings).
     """
 
-    def __init__(self, *, burst: float, rate: float, clock=time.monotonic) -> None:
+    def __init__(
+        self, *, burst: float, rate: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.capacity = float(burst)
         self.rate = float(rate)
         self.clock = clock

@@ -27,15 +27,11 @@ class Room(models.Model):
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("chat:room", kwargs={"slug": self.slug})
-
-    @property
-    def group_name(self):
-        return f"room-{self.pk}"
 
 
 class Message(models.Model):
@@ -60,7 +56,7 @@ class Message(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"#{self.seq} {self.nickname}: {self.text[:50]}"
 
 
@@ -70,7 +66,7 @@ class Instance(models.Model):
     name = models.CharField(max_length=100, primary_key=True)
     heartbeat = models.DateTimeField(db_index=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
 
@@ -99,7 +95,7 @@ class Member(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.nickname} in {self.room_id}"
 
 
@@ -116,7 +112,7 @@ class RegisteredName(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
     )
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.skeleton
 
 
@@ -132,5 +128,5 @@ class Connection(models.Model):
     )
     opened = models.DateTimeField(default=timezone.now)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.id

@@ -102,7 +102,7 @@ def trusted_origin(origin: str) -> bool:
 def refusal(scope: Scope) -> str | None:
     """Why the handshake is refused, or None when it is accepted."""
     host = _host(scope)
-    if not allowed_host(host):
+    if host is None or not allowed_host(host):
         return "host"
     origin = _header(scope, b"origin")
     # No Origin: not a browser page. Refused as before: a bot sets the header to

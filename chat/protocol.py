@@ -5,11 +5,21 @@ close codes. docs/protocol.md documents exactly what is here.
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from . import nicknames
+
+if TYPE_CHECKING:
+    from .models import Message as SavedMessage
+    from .models import Room
+    from .selectors import HistoryPage
+    from .services.presence import Presence
+
+# A frame as sent: a dict of JSON-native values, encoded by encode().
+Frame = dict[str, Any]
 
 NICKNAME_MAX_LENGTH = 32
 CLIENT_ID_MAX_LENGTH = 64
@@ -76,6 +86,9 @@ ERROR_CODES = (
     UNAVAILABLE,
     SERVER_FULL,
 )
+# A message refused with one of these was not saved this time: the client sends
+# it again (after a backoff, and after its next welcome).
+RETRY_ERRORS = (UNAVAILABLE, RATE_LIMITED, NOT_JOINED)
 
 # Close codes (4000-4999 are the application's). A client does not reconnect
 # after these: the reason will not go away by itself.
@@ -103,7 +116,7 @@ CLOSE_CODES = (
 class ProtocolError(Exception):
     """A frame the server refuses; the socket stays open."""
 
-    def __init__(self, code, message, client_id=None):
+    def __init__(self, code: str, message: str, client_id: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -132,7 +145,7 @@ class Signal:
     type: str
 
 
-def clean_nickname(value):
+def clean_nickname(value: object) -> str:
     """The nickname as kept (chat/nicknames.py: NFKC, trimmed), or ProtocolError."""
     if not isinstance(value, str):
         raise ProtocolError(INVALID_NICKNAME, _("The nickname must be text."))
@@ -151,13 +164,13 @@ def clean_nickname(value):
     return nickname
 
 
-def _is_storable(text):
+def _is_storable(text: str) -> bool:
     # PostgreSQL text cannot hold NUL, and a lone surrogate (reachable through a
     # JSON escape) cannot be encoded as UTF-8 for the database or other clients.
     return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
-def clean_text(value):
+def clean_text(value: object) -> str:
     if not isinstance(value, str):
         raise ProtocolError(INVALID_FRAME, _("The message text must be a string."))
     if not _is_storable(value):
@@ -176,7 +189,7 @@ def clean_text(value):
     return value
 
 
-def _clean_client_id(value):
+def _clean_client_id(value: object) -> str:
     if value is None:
         return ""
     if (
@@ -193,7 +206,7 @@ def _clean_client_id(value):
     return value
 
 
-def _clean_seq(value):
+def _clean_seq(value: object) -> int | None:
     if value is None:
         return None
     # bool is an int in Python; true/false is not a seq.
@@ -210,7 +223,7 @@ def _clean_seq(value):
     return value
 
 
-def parse_client_frame(text):
+def parse_client_frame(text: str | None) -> Join | Message | Signal:
     """Turn one text frame into a frame object, or raise ProtocolError."""
     if text is None:
         raise ProtocolError(INVALID_FRAME, _("Frames are JSON text, not binary."))
@@ -252,19 +265,42 @@ def parse_client_frame(text):
     )
 
 
-def encode(frame):
+def encode(frame: Frame) -> str:
     """One frame as the JSON text sent on the socket."""
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_frame(code, message, client_id=None):
-    frame = {"type": ERROR, "code": code, "message": message}
+def error_frame(code: str, message: str, client_id: str | None = None) -> Frame:
+    frame: Frame = {"type": ERROR, "code": code, "message": message}
     if client_id:
         frame["client_id"] = client_id
     return frame
 
 
-def _fit(items, budget, *, newest_first=False):
+def joined_frame(*, nickname: str, participants: int) -> Frame:
+    return {"type": JOINED, "nickname": nickname, "participants": participants}
+
+
+def left_frame(*, nickname: str, participants: int) -> Frame:
+    return {"type": LEFT, "nickname": nickname, "participants": participants}
+
+
+def typing_frame(*, nickname: str, active: bool) -> Frame:
+    """A typist's state: `typing` while active, `stop_typing` once not."""
+    return {"type": TYPING if active else STOP_TYPING, "nickname": nickname}
+
+
+def deleted_frame(*, ids: list[int]) -> Frame:
+    """Messages a moderator deleted, by id."""
+    return {"type": DELETED, "ids": ids}
+
+
+def pong_frame(*, last_seq: int | None) -> Frame:
+    """The answer to a ping: the room's newest seq (0 for a room without any)."""
+    return {"type": PONG, "last_seq": last_seq or 0}
+
+
+def _fit(items: list[Any], budget: int, *, newest_first: bool = False) -> list[Any]:
     """The items, in order, that fit in `budget` bytes as JSON array members."""
     kept = []
     for item in reversed(items) if newest_first else items:
@@ -276,7 +312,14 @@ def _fit(items, budget, *, newest_first=False):
     return kept[::-1] if newest_first else kept
 
 
-def welcome_frame(*, room, presence, page, after, max_bytes):
+def welcome_frame(
+    *,
+    room: "Room",
+    presence: "Presence",
+    page: "HistoryPage",
+    after: int | None,
+    max_bytes: int,
+) -> Frame:
     """
     The answer to a join, never longer than `max_bytes` encoded: the server's
     outgoing frame limit, which users' messages could otherwise push a welcome
@@ -288,7 +331,7 @@ def welcome_frame(*, room, presence, page, after, max_bytes):
     is fetched over HTTP. A room too full for its online list to fit gives the
     first names and `users_complete` false (`participants` still counts all).
     """
-    frame = {
+    frame: Frame = {
         "type": WELCOME,
         "nickname": presence.nickname,
         "room": {"slug": room.slug, "name": room.name, "topic": room.topic},
@@ -316,7 +359,7 @@ def welcome_frame(*, room, presence, page, after, max_bytes):
     return frame
 
 
-def message_frame(message, room_slug):
+def message_frame(message: "SavedMessage", room_slug: str) -> Frame:
     """A saved message as a frame; only JSON-native values (the layer uses msgpack)."""
     return {
         "type": MESSAGE,
@@ -327,4 +370,56 @@ def message_frame(message, room_slug):
         "text": message.text,
         "ts": message.created.isoformat().replace("+00:00", "Z"),
         "client_id": message.client_id or None,
+    }
+
+
+def client_config(*, room_slug: str, history_page_max: int) -> dict:
+    """
+    What the room page needs of this protocol, handed to it as JSON by the view
+    (templates/chat/room.html), so that static/chat/ restates none of it: the
+    frame types, the error and close codes and what the page does after each,
+    the limits, and the room's addresses. Types and codes are keyed by their
+    names here (without CLOSE_); `history_page_max` is the HTTP history's
+    largest page (chat/views.py).
+    """
+    from django.urls import reverse
+
+    return {
+        "frames": {kind.upper(): kind for kind in (*CLIENT_TYPES, *SERVER_TYPES)},
+        "errors": {
+            "codes": {code.upper(): code for code in ERROR_CODES},
+            "retry": list(RETRY_ERRORS),
+            # A join refused for its nickname: the person chooses another.
+            "nickname": [INVALID_NICKNAME, NICKNAME_TAKEN],
+            # Said just before a final close.
+            "final": [ROOM_NOT_FOUND, ROOM_ARCHIVED],
+        },
+        "close": {
+            "codes": {
+                "ROOM_NOT_FOUND": CLOSE_ROOM_NOT_FOUND,
+                "ROOM_ARCHIVED": CLOSE_ROOM_ARCHIVED,
+                "TOO_SLOW": CLOSE_TOO_SLOW,
+                "REJOIN": CLOSE_REJOIN,
+                "TRY_LATER": CLOSE_TRY_LATER,
+            },
+            # No reconnecting after these.
+            "final": list(FINAL_CLOSE_CODES),
+            # Reconnect after the usual backoff and join with last_seq, as after
+            # any close not named here.
+            "try_later": [CLOSE_TOO_SLOW, CLOSE_REJOIN, CLOSE_TRY_LATER],
+        },
+        "limits": {
+            "max_message_length": settings.CHAT_MAX_MESSAGE_LENGTH,
+            "max_frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
+            "nickname_max_length": NICKNAME_MAX_LENGTH,
+            "client_id_max_length": CLIENT_ID_MAX_LENGTH,
+            # A "load older" page: as many as a first welcome brings.
+            "history_page": settings.CHAT_HISTORY_LIMIT,
+            "history_page_max": history_page_max,
+        },
+        "urls": {
+            "history": reverse("chat:history", kwargs={"slug": room_slug}),
+            # chat/routing.py; the page puts its own scheme and host before it.
+            "socket": f"/ws/rooms/{room_slug}/",
+        },
     }

@@ -1,43 +1,54 @@
 """Reads. Every function here is synchronous and only queries the database."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, Manager, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .models import Connection, Member, Message, Room
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-def live_cutoff():
+
+def live_cutoff() -> datetime:
     """Connections of instances whose heartbeat is older than this are ghosts."""
     return timezone.now() - timedelta(seconds=settings.CHAT_INSTANCE_TIMEOUT_SECONDS)
 
 
-def live_connections(connections=None):
+def live_connections(
+    connections: QuerySet[Connection] | Manager[Connection] | None = None,
+) -> QuerySet[Connection]:
     """Connections served by an instance that is alive."""
-    connections = Connection.objects.all() if connections is None else connections
+    if connections is None:
+        connections = Connection.objects.all()
     return connections.filter(instance__heartbeat__gte=live_cutoff())
 
 
-def live_members():
+def live_members() -> QuerySet[Member]:
     """Members with at least one live connection."""
     return Member.objects.filter(
         Exists(live_connections().filter(member=OuterRef("pk")))
     )
 
 
-def _live_members(room_id):
+def _live_members(room_id: int) -> QuerySet[Member]:
     return live_members().filter(room_id=room_id)
 
 
-def room_get(*, slug):
+def room_get(*, slug: str) -> Room | None:
     """The room with that slug, or None."""
     return Room.objects.filter(slug=slug).first()
 
 
-def rooms_for_lobby():
+class LobbyCounts(TypedDict):
+    online: int
+
+
+def rooms_for_lobby() -> "QuerySet[WithAnnotations[Room, LobbyCounts]]":
     """Open rooms with how many people are in each right now."""
     members = live_members().values("pk")
     return (
@@ -47,7 +58,7 @@ def rooms_for_lobby():
     )
 
 
-def room_participants(*, room_id):
+def room_participants(*, room_id: int) -> tuple[int, list[str]]:
     """(count, sorted nicknames) of the people in the room now, across instances."""
     names = sorted(
         _live_members(room_id).values_list("nickname", flat=True), key=str.casefold
@@ -55,13 +66,13 @@ def room_participants(*, room_id):
     return len(names), names
 
 
-def room_last_seq(*, room_id):
+def room_last_seq(*, room_id: int) -> int | None:
     return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first()
 
 
 @dataclass(frozen=True)
 class HistoryPage:
-    messages: list
+    messages: list[Message]
     # The answer is complete through this seq: every message with a seq between
     # the page's start (`after`, or the first message returned) and `through` that
     # still exists is in `messages`. Deleted messages leave holes in the seqs, so
@@ -71,7 +82,9 @@ class HistoryPage:
     has_more: bool
 
 
-def room_history(*, room_id, after=None, before=None, limit):
+def room_history(
+    *, room_id: int, after: int | None = None, before: int | None = None, limit: int
+) -> HistoryPage:
     """
     A page of a room's messages in seq order.
 

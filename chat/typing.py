@@ -16,7 +16,7 @@ latest state of each nickname that signalled meanwhile:
   to coalescing: it is the state that goes;
 - a typing of a nickname whose typing went out less than REPEAT_SECONDS ago is
   not repeated: the room already shows it, and a client's typing expires only
-  after TYPING_EXPIRE_MS (static/chat/chat.js) without another;
+  after TYPING_EXPIRE_MS (static/chat/presence.js) without another;
 - each frame keeps its typist's socket out (the layer event's "excludes").
 """
 
@@ -26,6 +26,7 @@ import time
 
 from . import drops, events, protocol
 from .loops import loop_local
+from .protocol import Frame
 
 COALESCE_SECONDS = 0.25
 # Below the 3 s at which a browser repeats its typing (TYPING_REPEAT_MS), so an
@@ -37,7 +38,7 @@ REPEAT_SECONDS = 2.0
 class RoomTyping:
     """The typing signals of one room, in this process."""
 
-    def __init__(self, room_id: int):
+    def __init__(self, room_id: int) -> None:
         self.room_id = room_id
         # nickname -> (active, connection id of the socket that signalled), in
         # the order of their latest signals.
@@ -46,15 +47,16 @@ class RoomTyping:
         # from which socket; only nicknames not stopped since.
         self.shown: dict[str, tuple[float, str]] = {}
         self.sent_at = -math.inf
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     def signal(self, nickname: str, connection_id: str, active: bool) -> None:
         self.waiting.pop(nickname, None)
         self.waiting[nickname] = (active, connection_id)
 
-    def take(self, now: float) -> tuple[list[dict], list[str]]:
+    def take(self, now: float) -> tuple[list[Frame], list[str]]:
         """The frames to send now, and the socket each one is not sent to."""
-        frames, excludes = [], []
+        frames: list[Frame] = []
+        excludes: list[str] = []
         for nickname, (active, connection_id) in self.waiting.items():
             if active:
                 # A repeat from the same socket; another socket's typing (a
@@ -63,11 +65,9 @@ class RoomTyping:
                 if shown_by == connection_id and now - last < REPEAT_SECONDS:
                     continue
                 self.shown[nickname] = (now, connection_id)
-                kind = protocol.TYPING
             else:
                 self.shown.pop(nickname, None)
-                kind = protocol.STOP_TYPING
-            frames.append({"type": kind, "nickname": nickname})
+            frames.append(protocol.typing_frame(nickname=nickname, active=active))
             excludes.append(connection_id)
         self.waiting = {}
         self.shown = {
@@ -77,7 +77,7 @@ class RoomTyping:
         }
         return frames, excludes
 
-    def not_shown(self, frames: list[dict]) -> None:
+    def not_shown(self, frames: list[Frame]) -> None:
         """The layer did not take these: their typing may go again at once."""
         for frame in frames:
             if frame["type"] == protocol.TYPING:
@@ -124,11 +124,22 @@ class TypingAggregator:
                 self.rooms.pop(room.room_id, None)
 
 
-def over_budget(room_id: int) -> None:
+# The aggregator of the running event loop (tests run several loops in turn).
+get_aggregator = loop_local(TypingAggregator)
+
+
+def typing_relay(
+    *, room_id: int, nickname: str, connection_id: str, active: bool
+) -> None:
+    """
+    Hand a typing (active) or stop_typing signal to this process's aggregator:
+    the room gets the latest state of each typist once every COALESCE_SECONDS,
+    not one layer event per frame.
+    """
+    get_aggregator().signal(room_id, nickname, connection_id, active)
+
+
+def typing_refuse(*, room_id: int) -> None:
     """A signal over its socket's budget (chat/consumers.py) never reaches the
     aggregator: counted and logged as a drop."""
     drops.dropped("typing_over_budget", protocol.TYPING, room=room_id)
-
-
-# The aggregator of the running event loop (tests run several loops in turn).
-get_aggregator = loop_local(TypingAggregator)

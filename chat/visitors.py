@@ -4,9 +4,10 @@ Who a visitor is, without a row in the database for each one.
 The room page gives every browser a `visitor` cookie: a random id, signed with
 SECRET_KEY so that it cannot be made up or changed. The WebSocket reads it back
 from its handshake. Signed-in people (moderators in the admin) are known by
-their session instead. Only services.visitor_key()'s hash of either is stored.
+their session instead. Only visitor_key()'s hash of either is stored.
 """
 
+import hashlib
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -14,8 +15,6 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
-
-from . import services
 
 COOKIE_NAME = "visitor"
 # Signing salt: a value signed for anything else is not a visitor id.
@@ -67,9 +66,14 @@ def visitor_of(scope: Mapping[str, Any], connection_id: str) -> str:
     """
     session_key = getattr(scope.get("session"), "session_key", None)
     if session_key:
-        return services.visitor_key(session_key)
+        return visitor_key(session_key)
     visitor_id = cookie_id(scope.get("cookies", {}).get(COOKIE_NAME))
     if visitor_id is not None:
         # Prefixed: an id can never equal a session key's hash input.
-        return services.visitor_key(f"cookie:{visitor_id}")
-    return services.visitor_key(connection_id)
+        return visitor_key(f"cookie:{visitor_id}")
+    return visitor_key(connection_id)
+
+
+def visitor_key(secret: str) -> str:
+    """A stable, non-reversible id for a session key (or a connection's own id)."""
+    return hashlib.sha256(f"visitor:{secret}".encode()).hexdigest()[:40]

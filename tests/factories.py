@@ -6,8 +6,8 @@ from datetime import timedelta
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
-from chat import services
 from chat.models import Instance
+from chat.services import messages, presence
 
 _connection_ids = itertools.count(1)
 
@@ -24,7 +24,7 @@ def instance(name="here", *, alive=True):
 def join(room, nickname, *, visitor=None, on="here"):
     """Open one connection of `nickname` in `room` on instance `on`; (id, presence)."""
     connection_id = f"conn-{next(_connection_ids)}"
-    presence = services.room_join(
+    joined = presence.room_join(
         room_id=room.pk,
         nickname=nickname,
         visitor=visitor or f"visitor-of-{nickname}",
@@ -32,15 +32,22 @@ def join(room, nickname, *, visitor=None, on="here"):
         connection_id=connection_id,
         instance=on,
     )
-    return connection_id, presence
+    return connection_id, joined
 
 
 def say(room, text, *, nickname="alice", visitor="v", client_id=""):
-    message, _created = services.message_save(
+    [result] = messages.messages_save(
         room_id=room.pk,
-        nickname=nickname,
-        visitor=visitor,
-        text=text,
-        client_id=client_id,
+        drafts=[
+            {
+                "nickname": nickname,
+                "visitor": visitor,
+                "text": text,
+                "client_id": client_id,
+            }
+        ],
     )
+    if isinstance(result, Exception):
+        raise result
+    message, _created = result
     return message

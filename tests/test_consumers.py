@@ -8,9 +8,9 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from chat import services
 from chat.hub import get_hub
 from chat.models import Connection, Instance, Member, Message, Room
+from chat.services import instances, moderation, presence, save_queue
 
 from .conftest import Client
 
@@ -325,7 +325,7 @@ async def test_archiving_tells_clients_and_closes(joined, general):
 
     def archive():
         general.archived = True
-        general.save()
+        moderation.room_save(room=general, changed=["archived"])
 
     await database_sync_to_async(archive)()
     assert (await alice.expect("error"))["code"] == "room_archived"
@@ -337,7 +337,7 @@ async def test_deleting_a_message_removes_it_live(joined):
     bob = await joined("bob")
     await alice.say("oops")
     frame = await bob.expect("message")
-    await database_sync_to_async(services.messages_delete)(
+    await database_sync_to_async(moderation.messages_delete)(
         messages=Message.objects.filter(pk=frame["id"])
     )
     assert await bob.expect("deleted") == {"type": "deleted", "ids": [frame["id"]]}
@@ -379,12 +379,12 @@ async def test_dead_instance_ghosts_are_swept_and_announced(
     bob = await make_client()
     welcome = await bob.join("bob")
     assert (welcome["participants"], welcome["users"]) == (2, ["alice", "bob"])
-    departures = await database_sync_to_async(services.instances_sweep)()
+    departures = await database_sync_to_async(instances.instances_sweep)()
     assert [(d.nickname, d.participants) for d in departures] == [("ghost", 2)]
-    await services.announce_departure(departures[0])
+    await presence.aroom_leave_announce(departures[0])
     assert (await alice.expect("left", nickname="ghost"))["participants"] == 2
     # A second sweep (another instance's) finds nothing left to announce.
-    assert await database_sync_to_async(services.instances_sweep)() == []
+    assert await database_sync_to_async(instances.instances_sweep)() == []
 
 
 async def test_instance_taken_for_dead_puts_its_sockets_back(
@@ -394,14 +394,14 @@ async def test_instance_taken_for_dead_puts_its_sockets_back(
     bob = await joined("bob")
     await alice.expect("joined", nickname="bob")
     # Another instance reaped this one (as after a long database outage).
-    departures = await database_sync_to_async(services.instance_remove)(
+    departures = await database_sync_to_async(instances.instance_remove)(
         instance=settings.CHAT_INSTANCE_ID
     )
     for departure in departures:
-        await services.announce_departure(departure)
+        await presence.aroom_leave_announce(departure)
     await bob.expect("left", nickname="alice")
     # The next heartbeat finds the row gone and records the sockets again.
-    await get_hub().beat()
+    await get_hub().liveness.beat()
     await bob.expect("joined", nickname="alice")
     carol = await make_client()
     welcome = await carol.join("carol")
@@ -492,7 +492,7 @@ async def test_heartbeat_prunes_a_connection_whose_leave_failed(
         )
 
     await database_sync_to_async(orphan)()
-    await get_hub().beat()
+    await get_hub().liveness.beat()
     assert (await alice.expect("left", nickname="gone"))["participants"] == 1
     assert await database_sync_to_async(Connection.objects.count)() == 1
 
@@ -581,12 +581,12 @@ async def test_an_event_in_the_one_frame_form_is_still_delivered(joined, general
 
 async def test_a_busy_refusal_does_not_spend_the_rate_limit(joined, monkeypatch):
     alice = await joined("alice")
-    monkeypatch.setattr(services, "MAX_SAVES_WAITING", 0)
+    monkeypatch.setattr(save_queue, "MAX_SAVES_WAITING", 0)
     for i in range(15):
         await alice.say(f"busy {i}", client_id=f"b{i}")
         error = await alice.expect("error")
         assert (error["code"], error["client_id"]) == ("unavailable", f"b{i}")
-    monkeypatch.setattr(services, "MAX_SAVES_WAITING", 100)
+    monkeypatch.setattr(save_queue, "MAX_SAVES_WAITING", 100)
     for i in range(10):  # the whole burst is still there
         await alice.say(f"now {i}", client_id=f"b{i}")
         assert (await alice.expect("message"))["text"] == f"now {i}"
@@ -680,7 +680,7 @@ async def test_a_socket_that_cannot_be_restored_after_a_reap_is_closed_to_rejoin
     joined, settings, monkeypatch
 ):
     alice = await joined("alice")
-    await database_sync_to_async(services.instance_remove)(
+    await database_sync_to_async(instances.instance_remove)(
         instance=settings.CHAT_INSTANCE_ID
     )
 
@@ -689,8 +689,8 @@ async def test_a_socket_that_cannot_be_restored_after_a_reap_is_closed_to_rejoin
 
         raise OperationalError("the database went away again")
 
-    monkeypatch.setattr(services, "join", still_failing)
-    await get_hub().beat()
+    monkeypatch.setattr(presence, "aroom_join", still_failing)
+    await get_hub().liveness.beat()
     closed = await alice.ws.receive_output(timeout=5)
     while closed["type"] != "websocket.close":
         closed = await alice.ws.receive_output(timeout=5)
@@ -705,10 +705,10 @@ async def test_a_restore_that_finds_its_connection_recorded_keeps_the_socket(
     await alice.expect("joined")
     # Taken for dead and restored twice (a sweep that raced the heartbeat).
     for _ in range(2):
-        await database_sync_to_async(services.instance_remove)(
+        await database_sync_to_async(instances.instance_remove)(
             instance=settings.CHAT_INSTANCE_ID
         )
-        await get_hub().beat()
+        await get_hub().liveness.beat()
     await bob.say("still here", client_id="s-1")
     assert (await alice.expect("message"))["text"] == "still here"
     assert (await bob.expect("message"))["client_id"] == "s-1"
@@ -811,7 +811,7 @@ async def test_one_visitors_burst_does_not_fill_the_save_bound_for_others(
 
     from asgiref.sync import sync_to_async
 
-    monkeypatch.setattr(services, "MAX_SAVES_WAITING", 3)
+    monkeypatch.setattr(save_queue, "MAX_SAVES_WAITING", 3)
     # One visitor's tabs: each has one message in the bound at a time.
     tabs = [await make_client(session_key=session_key) for _ in range(5)]
     for tab in tabs:

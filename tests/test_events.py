@@ -10,7 +10,7 @@ from channels.layers import channel_layers, get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
 from chat import counters, events
-from tests import processes
+from tests.harness.redis import RedisServer
 
 pytestmark = pytest.mark.usefixtures("fresh_drop_counts")
 
@@ -67,7 +67,7 @@ async def test_per_frame_excludes_travel_with_the_event(settings):
 
 @pytest.fixture
 def redis_server(tmp_path):
-    server = processes.RedisServer(tmp_path)
+    server = RedisServer(tmp_path)
     server.start()
     yield server
     server.stop()

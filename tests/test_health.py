@@ -14,7 +14,9 @@ import time
 from django.test import AsyncClient
 
 from chat import health
-from tests import processes
+from tests.harness.ports import free_port
+from tests.harness.process import PYTHON, ROOT
+from tests.harness.servers import SECRET_KEY, Daphne
 
 PROBE_HOST = "10.0.0.7"  # an internal address, not in ALLOWED_HOSTS
 
@@ -73,9 +75,7 @@ async def test_probes_are_not_redirected_to_https(transactional_db, settings):
 async def test_readyz_names_the_channel_layer_when_redis_is_down(
     transactional_db, settings, caplog
 ):
-    settings.CHANNEL_LAYERS = redis_layer(
-        f"redis://127.0.0.1:{processes.free_port()}/0"
-    )
+    settings.CHANNEL_LAYERS = redis_layer(f"redis://127.0.0.1:{free_port()}/0")
     client = AsyncClient()
 
     ready = await client.get("/readyz")
@@ -105,7 +105,7 @@ def server_env(**extra):
     env.update(
         {
             "DEBUG": "0",
-            "SECRET_KEY": processes.SECRET_KEY,
+            "SECRET_KEY": SECRET_KEY,
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_SSL_REDIRECT": "1",
             "PYTHONUNBUFFERED": "1",
@@ -117,7 +117,7 @@ def server_env(**extra):
 
 @contextlib.contextmanager
 def daphne(tmp_path, env):
-    server = processes.Daphne("health", tmp_path, env)
+    server = Daphne("health", tmp_path, env)
     try:
         server.start()
         yield server
@@ -131,7 +131,7 @@ def probe(server, path):
 
 
 def test_readyz_names_the_database_when_it_is_down(tmp_path):
-    closed = processes.free_port()
+    closed = free_port()
     env = server_env(DATABASE_URL=f"postgres://chat@127.0.0.1:{closed}/chat")
 
     with daphne(tmp_path, env) as server:
@@ -158,8 +158,8 @@ def test_readyz_fails_fast_on_a_locked_sqlite_database_and_recovers(tmp_path):
     path = tmp_path / "chat.sqlite3"
     env = server_env(SQLITE_PATH=str(path))
     subprocess.run(
-        [processes.PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=processes.ROOT,
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
         env=env,
         check=True,
         timeout=120,

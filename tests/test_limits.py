@@ -3,8 +3,7 @@
 import pytest
 
 from chat import limits
-
-from .processes import RedisServer
+from tests.harness.redis import RedisServer
 
 
 def test_a_window_allows_its_amount_then_refuses(monkeypatch):

@@ -10,9 +10,9 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError
 
-from chat import services
-from tests import processes
+from chat.services import messages
 from tests.conftest import asgi_application
+from tests.harness.ports import free_port
 from tests.test_health import redis_layer
 
 # The database stays open until the hub of each test is closed (conftest.py).
@@ -70,7 +70,7 @@ async def test_database_outage_is_one_error_line_with_its_cause(
     joined, chat_log, monkeypatch
 ):
     alice = await joined("alice")
-    save = services.messages_save
+    save = messages.messages_save
 
     def unreachable(**kwargs):
         raise OperationalError(
@@ -78,7 +78,7 @@ async def test_database_outage_is_one_error_line_with_its_cause(
             "refused\n\tIs the server running on that host?"
         )
 
-    monkeypatch.setattr(services, "messages_save", unreachable)
+    monkeypatch.setattr(messages, "messages_save", unreachable)
     await alice.say(SECRET)
     assert (await alice.expect("error"))["code"] == "unavailable"
 
@@ -93,13 +93,13 @@ async def test_database_outage_is_one_error_line_with_its_cause(
     assert SECRET not in line
 
     # The socket stays usable once the database is back.
-    monkeypatch.setattr(services, "messages_save", save)
+    monkeypatch.setattr(messages, "messages_save", save)
     await alice.say("back")
     assert (await alice.expect("message"))["seq"] == 1
 
 
 async def test_redis_outage_is_logged_with_its_cause(joined, chat_log, settings):
-    port = processes.free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     settings.CHANNEL_LAYERS = redis_layer(f"redis://127.0.0.1:{port}/0")
 
     alice = await joined("alice")

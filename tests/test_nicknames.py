@@ -10,10 +10,11 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from chat import nicknames, protocol, services
+from chat import nicknames, protocol
 from chat.models import Member, RegisteredName, Room
 from chat.nicknames import skeleton
 from chat.protocol import NICKNAME_MAX_LENGTH, ProtocolError
+from chat.services import names, presence
 
 from .factories import instance, join
 
@@ -198,7 +199,7 @@ def refused_join(room, nickname, **kwargs):
 
 
 def join_as(user, room, nickname, visitor):
-    return services.room_join(
+    return presence.room_join(
         room_id=room.pk,
         nickname=nickname,
         visitor=visitor,
@@ -309,7 +310,7 @@ def test_a_registered_name_costs_a_join_one_query(room, django_assert_num_querie
         make_user(f"user{n}")
     assert "registered user's name" in refused_join(room, "us\u0435r7")
     with django_assert_num_queries(1):
-        assert services._registered_name_clash(skeleton("us\u0435r7"), AnonymousUser())
+        assert names.registered_name_clash(skeleton("us\u0435r7"), AnonymousUser())
 
 
 # One visitor, one nickname per room -------------------------------------------
@@ -342,7 +343,7 @@ def test_one_session_cannot_hold_thirty_nicknames(room):
 def test_a_visitor_who_left_or_whose_server_died_may_take_another(room):
     tab, _presence = join(room, "alice", visitor="v1")
     refused_join(room, "bob", visitor="v1")
-    services.room_leave(connection_id=tab)
+    presence.room_leave(connection_id=tab)
     assert join(room, "bob", visitor="v1")[1].arrived
     # Held only through a dead instance: a ghost, not the visitor being here.
     instance("dead", alive=False)
@@ -370,7 +371,7 @@ async def test_a_second_socket_of_the_session_keeps_to_its_nickname(
 def _join_in_thread(room_id, nickname, start):
     start.wait()
     try:
-        services.room_join(
+        presence.room_join(
             room_id=room_id,
             nickname=nickname,
             visitor="one-session",

@@ -15,8 +15,9 @@ from channels.testing import WebsocketCommunicator
 from websockets.asyncio.client import connect
 
 from chat import origins
-from tests import processes
 from tests.conftest import TIMEOUT, Client, asgi_application
+from tests.harness.database import shared_database
+from tests.harness.servers import Daphne, server_env
 
 SITE = "127.0.0.1:8000"
 
@@ -153,11 +154,11 @@ async def test_an_unrouted_path_with_a_foreign_origin_is_refused(general):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with processes.shared_database(tmp_path_factory) as database:
-        daphne = processes.Daphne(
+    with shared_database(tmp_path_factory) as database:
+        daphne = Daphne(
             "origins",
             tmp_path_factory.mktemp("origins"),
-            processes.server_env(database, ""),
+            server_env(database, ""),
         )
         try:
             daphne.start()

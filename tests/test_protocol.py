@@ -477,16 +477,11 @@ def _documented_bot():
 async def test_the_documented_bot_answers_and_comes_back_after_a_restart(
     tmp_path, _collected_static
 ):
-    from .processes import (
-        PYTHON,
-        ChatClient,
-        Daphne,
-        Database,
-        Process,
-        server_env,
-        session_cookie,
-        static_env,
-    )
+    from tests.harness.clients import ChatClient
+    from tests.harness.database import Database
+    from tests.harness.http import session_cookie
+    from tests.harness.process import PYTHON, Process
+    from tests.harness.servers import Daphne, server_env, static_env
 
     database = Database(tmp_path)
     env = server_env(database, "", **static_env())

@@ -9,9 +9,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import OperationalError, connection
 
-from chat import events, services
+from chat import events
 from chat.models import Member, Message, Room
 from chat.protocol import ProtocolError
+from chat.services import messages, moderation, presence
 
 from .factories import instance, join, say
 
@@ -42,9 +43,12 @@ def _own_connection(function, *args):
 
 def _save_many(room_id, sender, count):
     return [
-        services.message_save(
-            room_id=room_id, nickname=sender, visitor=sender, text="hi"
-        )[0].seq
+        messages.messages_save(
+            room_id=room_id,
+            drafts=[
+                {"nickname": sender, "visitor": sender, "text": "hi", "client_id": ""}
+            ],
+        )[0][0].seq
         for _n in range(count)
     ]
 
@@ -60,7 +64,7 @@ def _save_lots(room_id, sender, count):
     return [
         message.seq
         for n in range(count)
-        for message, _created in services.messages_save(
+        for message, _created in messages.messages_save(
             room_id=room_id, drafts=_drafts(f"x{n}", f"y{n}", f"z{n}", visitor=sender)
         )
     ]
@@ -87,19 +91,22 @@ def test_concurrent_senders_share_one_gapless_sequence(save, count, lot):
 
 
 def test_resent_client_id_returns_the_saved_message(room):
-    first, created = services.message_save(
-        room_id=room.pk, nickname="al", visitor="v1", text="hi", client_id="c1"
+    [(first, created)] = messages.messages_save(
+        room_id=room.pk,
+        drafts=[{"nickname": "al", "visitor": "v1", "text": "hi", "client_id": "c1"}],
     )
-    again, created_again = services.message_save(
-        room_id=room.pk, nickname="al", visitor="v1", text="hi", client_id="c1"
+    [(again, created_again)] = messages.messages_save(
+        room_id=room.pk,
+        drafts=[{"nickname": "al", "visitor": "v1", "text": "hi", "client_id": "c1"}],
     )
     assert (created, created_again) == (True, False)
     assert again.pk == first.pk
     # The resend took no seq: the next message follows on.
     assert say(room, "next").seq == 2
     # Another visitor's client may well pick the same id.
-    theirs, created = services.message_save(
-        room_id=room.pk, nickname="bo", visitor="v2", text="hi", client_id="c1"
+    [(theirs, created)] = messages.messages_save(
+        room_id=room.pk,
+        drafts=[{"nickname": "bo", "visitor": "v2", "text": "hi", "client_id": "c1"}],
     )
     assert created and theirs.seq == 3
 
@@ -113,7 +120,7 @@ def _drafts(*texts, visitor="v1"):
 
 def test_a_lot_is_saved_in_its_order_with_consecutive_seqs(room):
     say(room, "before")
-    results = services.messages_save(room_id=room.pk, drafts=_drafts("a", "b", "c"))
+    results = messages.messages_save(room_id=room.pk, drafts=_drafts("a", "b", "c"))
     assert [(m.text, m.seq, created) for m, created in results] == [
         ("a", 2, True),
         ("b", 3, True),
@@ -124,9 +131,9 @@ def test_a_lot_is_saved_in_its_order_with_consecutive_seqs(room):
 
 
 def test_a_resend_in_a_lot_does_not_stop_the_others(room):
-    [(first, _created)] = services.messages_save(room_id=room.pk, drafts=_drafts("a"))
+    [(first, _created)] = messages.messages_save(room_id=room.pk, drafts=_drafts("a"))
     # "a" again (a resend after a reconnect), and "b" twice in the same lot.
-    results = services.messages_save(
+    results = messages.messages_save(
         room_id=room.pk, drafts=_drafts("b", "a", "c", "b")
     )
     assert [(m.text, m.seq, created) for m, created in results] == [
@@ -144,17 +151,17 @@ def test_a_resend_in_a_lot_does_not_stop_the_others(room):
 def test_a_failure_saving_one_of_a_lot_one_at_a_time_is_that_ones_alone(
     room, monkeypatch
 ):
-    services.messages_save(room_id=room.pk, drafts=_drafts("a"))
-    save_one = services._save_one
+    messages.messages_save(room_id=room.pk, drafts=_drafts("a"))
+    save_one = messages._save_one
 
     def database_gone_for_c(message):
         if message.text == "c":
             raise OperationalError("server closed the connection unexpectedly")
         return save_one(message)
 
-    monkeypatch.setattr(services, "_save_one", database_gone_for_c)
+    monkeypatch.setattr(messages, "_save_one", database_gone_for_c)
     # The resend of "a" sends the lot through one-at-a-time saving.
-    a, b, c = services.messages_save(room_id=room.pk, drafts=_drafts("a", "b", "c"))
+    a, b, c = messages.messages_save(room_id=room.pk, drafts=_drafts("a", "b", "c"))
     assert (a[0].text, a[1]) == ("a", False)
     assert (b[0].text, b[0].seq, b[1]) == ("b", 2, True)
     assert isinstance(c, OperationalError)
@@ -162,7 +169,7 @@ def test_a_failure_saving_one_of_a_lot_one_at_a_time_is_that_ones_alone(
 
 def test_an_archived_room_refuses_every_message_of_a_lot(room):
     Room.objects.filter(pk=room.pk).update(archived=True)
-    results = services.messages_save(room_id=room.pk, drafts=_drafts("a", "b"))
+    results = messages.messages_save(room_id=room.pk, drafts=_drafts("a", "b"))
     assert [r.code for r in results] == ["room_archived"] * 2
     assert results[0] is not results[1]  # each sender's error is its own
     assert not Message.objects.exists()
@@ -182,7 +189,7 @@ async def test_messages_posted_together_are_saved_and_announced_together():
     texts = [f"m{n}" for n in range(6)]
     answers = await asyncio.gather(
         *(
-            services.post(room=room, nickname="al", visitor=f"v{n}", text=text,
+            messages.amessage_post(room=room, nickname="al", visitor=f"v{n}", text=text,
                           client_id=f"c{n}")
             for n, text in enumerate(texts)
         )
@@ -216,7 +223,7 @@ async def test_a_slow_layer_does_not_hold_up_the_next_save(monkeypatch):
         return True
 
     monkeypatch.setattr(events, "room_send", slow_send)
-    save = services.messages_save
+    save = messages.messages_save
     lots = []
     two_lots_saved = threading.Event()
 
@@ -227,11 +234,11 @@ async def test_a_slow_layer_does_not_hold_up_the_next_save(monkeypatch):
             two_lots_saved.set()
         return results
 
-    monkeypatch.setattr(services, "messages_save", counted_save)
+    monkeypatch.setattr(messages, "messages_save", counted_save)
 
     def post(n):
         return asyncio.create_task(
-            services.post(room=room, nickname="al", visitor="v", text=f"m{n}",
+            messages.amessage_post(room=room, nickname="al", visitor="v", text=f"m{n}",
                           client_id=f"c{n}")
         )  # fmt: skip
 
@@ -292,12 +299,12 @@ def test_leave_departs_only_with_the_last_connection(room):
     join(room, "bob")
     tab1, _p = join(room, "alice", visitor="v1")
     tab2, _p = join(room, "alice", visitor="v1")
-    assert services.room_leave(connection_id=tab1) is None
-    departure = services.room_leave(connection_id=tab2)
-    assert departure == services.Departure(
+    assert presence.room_leave(connection_id=tab1) is None
+    departure = presence.room_leave(connection_id=tab2)
+    assert departure == presence.Departure(
         room_id=room.pk, nickname="alice", participants=1
     )
-    assert services.room_leave(connection_id=tab2) is None  # already gone
+    assert presence.room_leave(connection_id=tab2) is None  # already gone
     assert list(Member.objects.values_list("nickname", flat=True)) == ["bob"]
 
 
@@ -305,7 +312,7 @@ def test_a_dead_instance_connection_does_not_keep_a_member_in(room):
     instance("dead", alive=False)
     join(room, "alice", visitor="v1", on="dead")
     live, _p = join(room, "alice", visitor="v1")
-    assert services.room_leave(connection_id=live).nickname == "alice"
+    assert presence.room_leave(connection_id=live).nickname == "alice"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -321,8 +328,8 @@ async def test_leave_announces_only_when_the_member_is_gone():
     listener = await layer.new_channel()
     await layer.group_add(events.group_name(room.pk), listener)
 
-    assert await services.leave(connection_id=tab1) is None
-    assert await services.leave(connection_id=tab2) is not None
+    assert await presence.aroom_leave(connection_id=tab1) is None
+    assert await presence.aroom_leave(connection_id=tab2) is not None
     event = await asyncio.wait_for(layer.receive(listener), 5)
     assert event["frames"] == [{"type": "left", "nickname": "alice", "participants": 0}]
     # The first tab closing announced nothing.
@@ -331,7 +338,7 @@ async def test_leave_announces_only_when_the_member_is_gone():
 
 
 def _leave(connection_id):
-    return services.room_leave(connection_id=connection_id)
+    return presence.room_leave(connection_id=connection_id)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -357,7 +364,7 @@ def test_a_bulk_delete_is_announced_in_frames_of_bounded_size(monkeypatch):
     monkeypatch.setattr(
         events, "room_send_sync", lambda room_id, frame, **kw: sent.append(frame)
     )
-    services.messages_delete(messages=Message.objects.filter(room=room))
+    moderation.messages_delete(messages=Message.objects.filter(room=room))
     assert [len(f["ids"]) for f in sent] == [1000, 1000, 500]
     ids = [i for f in sent for i in f["ids"]]
     assert ids == sorted(set(ids))

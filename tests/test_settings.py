@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from .processes import show_settings
+from tests.harness.servers import show_settings
 
 # Only what decides the outcome of each case is inherited by none of them.
 CONTROLLED = (

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from chat.signin import client_address
-from tests import processes
+from tests.harness.servers import show_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -139,8 +139,8 @@ def test_limits_come_from_the_environment():
         "CHAT_LOGIN_FAILURES": "3",
         "CHAT_LOGIN_LOCKOUT_MINUTES": "60",
     }
-    result = processes.show_settings(env, "AXES_FAILURE_LIMIT", "AXES_COOLOFF_TIME")
-    refused = processes.show_settings({**env, "CHAT_LOGIN_FAILURES": "0"})
+    result = show_settings(env, "AXES_FAILURE_LIMIT", "AXES_COOLOFF_TIME")
+    refused = show_settings({**env, "CHAT_LOGIN_FAILURES": "0"})
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (

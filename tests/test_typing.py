@@ -194,8 +194,8 @@ async def test_quiet_rooms_are_forgotten(sent):
 
 
 def test_a_signal_over_the_budget_is_counted_as_a_drop():
-    typing_module.over_budget(7)
-    typing_module.over_budget(7)
+    typing_module.typing_refuse(room_id=7)
+    typing_module.typing_refuse(room_id=7)
     assert counters.get("typing_over_budget.typing") == 2
 
 

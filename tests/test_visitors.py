@@ -9,7 +9,7 @@ from django.contrib.sessions.models import Session
 from django.core import signing
 from django.test import Client as HttpClient
 
-from chat import services, visitors
+from chat import visitors
 from tests.conftest import HOST, ORIGIN, Client, asgi_application
 
 
@@ -135,8 +135,8 @@ def test_a_session_comes_before_the_cookie():
     with_session = {"session": Session(), "cookies": {"visitor": signed}}
     cookie_only = {"cookies": {"visitor": signed}}
 
-    assert visitors.visitor_of(with_session, "conn") == services.visitor_key("k" * 32)
-    assert visitors.visitor_of(cookie_only, "conn") == services.visitor_key(
+    assert visitors.visitor_of(with_session, "conn") == visitors.visitor_key("k" * 32)
+    assert visitors.visitor_of(cookie_only, "conn") == visitors.visitor_key(
         "cookie:abc"
     )
-    assert visitors.visitor_of({}, "conn") == services.visitor_key("conn")
+    assert visitors.visitor_of({}, "conn") == visitors.visitor_key("conn")

@@ -1,0 +1,313 @@
+"""
+Who is in which room: a Member per nickname and room, a Connection per socket.
+
+A socket's join is two steps: the record (aroom_join, which claims the
+nickname), then, once the joiner's welcome went out, the telling
+(aroom_join_announce). A join whose welcome never reached its socket is taken
+back unannounced (aroom_join_undo). A leave is recorded and told at once
+(aroom_leave). The sweeps of chat/services/instances.py record leaves in bulk
+and tell them afterwards (aroom_leave_announce).
+"""
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils.translation import gettext as _
+
+from .. import nicknames, protocol, selectors
+from ..announcements import presence_announce
+from ..models import Connection, Member, Room
+from ..protocol import Frame, ProtocolError
+from .names import registered_name_clash
+
+User = AbstractBaseUser | AnonymousUser | None
+
+
+@dataclass(frozen=True)
+class Presence:
+    nickname: str
+    participants: int
+    users: list[str]
+    # True when this connection brought the nickname into the room (not a second
+    # tab or a reconnect of someone already there).
+    arrived: bool
+
+
+@dataclass(frozen=True)
+class Departure:
+    room_id: int
+    nickname: str
+    participants: int
+
+
+def room_join(
+    *,
+    room_id: int,
+    nickname: str,
+    visitor: str,
+    user: User,
+    connection_id: str,
+    instance: str,
+) -> Presence:
+    """Claim the nickname in the room for this visitor and record the connection."""
+    # Whoever the caller, a stored nickname keeps the rules of chat/nicknames.py.
+    nickname = protocol.clean_nickname(nickname)
+    skeleton = nicknames.skeleton(nickname)
+    if registered_name_clash(skeleton, user):
+        raise ProtocolError(
+            protocol.NICKNAME_TAKEN,
+            _("%(nickname)s is a registered user's name; sign in to use it.")
+            % {"nickname": nickname},
+        )
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                return _room_join(
+                    room_id, nickname, skeleton, visitor, connection_id, instance
+                )
+        except IntegrityError:
+            # Another instance claimed the same nickname at the same moment, or
+            # swept a ghost holding it; look again.
+            continue
+    raise ProtocolError(protocol.NICKNAME_TAKEN, _("That nickname is in use."))
+
+
+def _lock_visitor_in_room(room_id: int, visitor: str) -> None:
+    """
+    Take this visitor's joins to the room one at a time until the transaction
+    ends, so that two at once (many sockets of one session) cannot each find the
+    visitor holding no other nickname yet. SQLite needs none: its transactions
+    begin IMMEDIATE (settings.py), one writer at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.sha256(f"join:{room_id}:{visitor}".encode()).digest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)",
+            [int.from_bytes(digest[:8], "big", signed=True)],
+        )
+
+
+def _room_join(
+    room_id: int,
+    nickname: str,
+    skeleton: str,
+    visitor: str,
+    connection_id: str,
+    instance: str,
+) -> Presence:
+    _lock_visitor_in_room(room_id, visitor)
+    # One nickname per visitor and room: one person is one participant.
+    held = (
+        Member.objects.filter(room_id=room_id, visitor=visitor)
+        .exclude(skeleton=skeleton)
+        .filter(
+            Exists(
+                selectors.live_connections()
+                .filter(member=OuterRef("pk"))
+                .exclude(pk=connection_id)
+            )
+        )
+        .values_list("nickname", flat=True)
+        .first()
+    )
+    if held is not None:
+        raise ProtocolError(
+            protocol.NICKNAME_TAKEN,
+            _(
+                "You are already in this room as %(nickname)s; join as "
+                "%(nickname)s, or leave the room there first."
+            )
+            % {"nickname": held},
+        )
+    member = (
+        Member.objects.select_for_update()
+        .filter(room_id=room_id, skeleton=skeleton)
+        .first()
+    )
+    if member and member.visitor != visitor:
+        if selectors.live_connections(member.connections).exists():
+            raise ProtocolError(
+                protocol.NICKNAME_TAKEN,
+                _("%(nickname)s is already in this room; choose another nickname.")
+                % {"nickname": member.nickname},
+            )
+        # Held only by a dead instance's ghost: free it.
+        member.delete()
+        member = None
+    arrived = member is None
+    if member is None:
+        member = Member.objects.create(
+            room_id=room_id, nickname=nickname, skeleton=skeleton, visitor=visitor
+        )
+    # A restore after a reap may find its connection recorded already.
+    Connection.objects.update_or_create(
+        id=connection_id, defaults={"member": member, "instance_id": instance}
+    )
+    participants, users = selectors.room_participants(room_id=room_id)
+    return Presence(
+        nickname=member.nickname,
+        participants=participants,
+        users=users,
+        arrived=arrived,
+    )
+
+
+def member_drop_if_gone(member: Member) -> Departure | None:
+    """Take the member out of its room when no live connection holds it there;
+    call with the member's row locked."""
+    if selectors.live_connections(member.connections).exists():
+        return None
+    room_id, nickname = member.room_id, member.nickname
+    member.delete()
+    participants, _users = selectors.room_participants(room_id=room_id)
+    return Departure(room_id=room_id, nickname=nickname, participants=participants)
+
+
+def room_leave(*, connection_id: str) -> Departure | None:
+    """Forget a closed connection; a Departure when its member left the room."""
+    with transaction.atomic():
+        connection = (
+            Connection.objects.select_related("member").filter(pk=connection_id).first()
+        )
+        if connection is None:
+            return None
+        member = (
+            Member.objects.select_for_update().filter(pk=connection.member_id).first()
+        )
+        # A leave and the heartbeat's prune can race for the same connection:
+        # only the one whose delete removed it goes on.
+        deleted, _counts = Connection.objects.filter(pk=connection_id).delete()
+        if member is None or not deleted:
+            return None
+        return member_drop_if_gone(member)
+
+
+# What consumers call ---------------------------------------------------------
+
+
+async def aroom_join(
+    *,
+    room_id: int,
+    nickname: str,
+    visitor: str,
+    user: User,
+    connection_id: str,
+    instance: str,
+) -> Presence:
+    """
+    Record the connection in the room. Nobody is told yet: the joiner's welcome
+    may still fail, and a join that fails leaves nothing behind
+    (aroom_join_undo); aroom_join_announce follows the welcome.
+    """
+    return await database_sync_to_async(room_join)(
+        room_id=room_id,
+        nickname=nickname,
+        visitor=visitor,
+        user=user,
+        connection_id=connection_id,
+        instance=instance,
+    )
+
+
+def _welcome_page(room_id: int, last_seq: int | None) -> selectors.HistoryPage:
+    """The history a welcome carries: the newest messages on a first join, what
+    the joiner missed on a return."""
+    if last_seq is None:
+        return selectors.room_history(
+            room_id=room_id, limit=settings.CHAT_HISTORY_LIMIT
+        )
+    return selectors.room_history(
+        room_id=room_id, after=last_seq, limit=settings.CHAT_CATCH_UP_LIMIT
+    )
+
+
+async def aroom_welcome(
+    *,
+    room: Room,
+    nickname: str,
+    last_seq: int | None,
+    visitor: str,
+    user: User,
+    connection_id: str,
+    instance: str,
+    max_bytes: int,
+) -> tuple[Presence, Frame]:
+    """
+    Join the room (aroom_join) and build the joiner's welcome, at most
+    `max_bytes` encoded: its presence and the welcome frame to send. The caller
+    subscribes to the room's events first, so that nothing falls between the
+    history read here and the live events.
+    """
+    page = await database_sync_to_async(_welcome_page)(room.pk, last_seq)
+    presence = await aroom_join(
+        room_id=room.pk,
+        nickname=nickname,
+        visitor=visitor,
+        user=user,
+        connection_id=connection_id,
+        instance=instance,
+    )
+    try:
+        welcome = protocol.welcome_frame(
+            room=room,
+            presence=presence,
+            page=page,
+            after=last_seq,
+            max_bytes=max_bytes,
+        )
+    except BaseException:
+        await asyncio.shield(aroom_join_undo(connection_id=connection_id))
+        raise
+    return presence, welcome
+
+
+async def aroom_join_undo(*, connection_id: str) -> None:
+    """Take back a join whose welcome never reached its socket, unannounced."""
+    await database_sync_to_async(room_leave)(connection_id=connection_id)
+
+
+async def aroom_join_announce(
+    *, room_id: int, presence: Presence, connection_id: str
+) -> None:
+    """Tell the room of a join, when it brought the nickname in; not the joiner."""
+    if presence.arrived:
+        await presence_announce(
+            room_id=room_id,
+            frame=protocol.joined_frame(
+                nickname=presence.nickname, participants=presence.participants
+            ),
+            exclude=connection_id,
+        )
+
+
+async def aroom_leave(*, connection_id: str) -> Departure | None:
+    """room_leave, then the room is told when the member left it; returns once
+    told (a server that stops waits for its sockets' leaves)."""
+    departure = await database_sync_to_async(room_leave)(connection_id=connection_id)
+    if departure:
+        await aroom_leave_announce(departure, wait=True)
+    return departure
+
+
+async def aroom_leave_announce(
+    departure: Departure, *, at_once: bool = False, wait: bool = False
+) -> None:
+    """Tell the room who left (chat/announcements.py says what at_once and
+    wait do)."""
+    await presence_announce(
+        room_id=departure.room_id,
+        frame=protocol.left_frame(
+            nickname=departure.nickname, participants=departure.participants
+        ),
+        at_once=at_once,
+        wait=wait,
+    )

@@ -1,0 +1,189 @@
+"""
+The messages of a room waiting for their save in this process, and the bound
+on how many may wait.
+
+What comes in while a lot is being saved is saved next, together, and told to
+the room as one event: a message that finds the queue idle goes at once, and a
+busy room pays one commit and one layer event per lot instead of per message.
+What saves a lot is the caller's (chat/services/messages.py: messages_save).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypedDict
+
+from channels.db import database_sync_to_async
+from django.utils.translation import gettext as _
+
+from .. import events, protocol
+from ..loops import loop_local
+from ..models import Message, Room
+from ..protocol import Frame, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+# Messages of this process waiting for the database, at most. Past it a message
+# is refused at once with `unavailable` instead of queueing: the send path's
+# bound, as the send buffer is the delivery path's. Shared fairly: past it, a
+# visitor with nothing waiting is still let in, up to as many again (an honest
+# sender within the rate limit has at most one message waiting), so one
+# visitor's burst cannot fill it for everyone else.
+MAX_SAVES_WAITING = 100
+
+
+class Draft(TypedDict):
+    """A message not saved yet, in a room known to the caller."""
+
+    nickname: str
+    visitor: str
+    text: str
+    client_id: str
+
+
+# A draft's fate: the message and whether this save made it (False: saved
+# before, a resend), or why it was not saved.
+SaveResult = tuple[Message, bool] | Exception
+# Saves a room's lot: messages_save(room_id=..., drafts=...).
+SaveLot = Callable[..., list[SaveResult]]
+# A sender's answer: its message as a frame, and whether the room was told.
+Answer = tuple[Frame, bool]
+
+
+class SaveQueue:
+    """
+    The messages of one room waiting to be saved by this process.
+
+    Announcements go out in the order of the lots, apart from the saving: a
+    slow layer (Redis unreachable for its timeout) does not hold up the next
+    save.
+    """
+
+    def __init__(self, room: Room, save: SaveLot) -> None:
+        self.room = room
+        self.save = save
+        self.waiting: list[tuple[Draft, asyncio.Future[Answer]]] = []
+        self.saving: asyncio.Task[None] | None = None
+        self.announcing: asyncio.Task[None] | None = None
+
+    async def post(self, draft: Draft) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.waiting.append((draft, future))
+        if self.saving is None:
+            self.saving = asyncio.create_task(self._save_all())
+        return await future
+
+    async def _save_all(self) -> None:
+        lot: list[tuple[Draft, asyncio.Future[Answer]]] = []
+        try:
+            while self.waiting:
+                lot, self.waiting = self.waiting, []
+                answers = await self._save(lot)
+                self.announcing = asyncio.create_task(
+                    self._announce(lot, answers, self.announcing)
+                )
+                lot = []
+        except Exception:
+            logger.exception("save_queue_failed room=%s", self.room.pk)
+            raise
+        finally:
+            self.saving = None
+            # Left only when the task itself failed or was stopped: the senders
+            # get an answer they can act on (resend), not a hang.
+            for _draft, future in lot + self.waiting:
+                if not future.done():
+                    future.set_exception(busy())
+            self.waiting = []
+
+    async def _save(
+        self, lot: list[tuple[Draft, asyncio.Future[Answer]]]
+    ) -> list[Answer | Exception]:
+        """Each sender's answer: (frame, created), or why it was not saved."""
+        try:
+            results = await database_sync_to_async(self.save)(
+                room_id=self.room.pk, drafts=[draft for draft, _future in lot]
+            )
+        except Exception as exc:  # noqa: BLE001 - each sender gets the failure
+            results = [exc] * len(lot)
+        answers: list[Answer | Exception] = []
+        for result in results:
+            if isinstance(result, Exception):
+                answers.append(result)
+            else:
+                message, created = result
+                frame = protocol.message_frame(message, self.room.slug)
+                answers.append((frame, created))
+        return answers
+
+    async def _announce(
+        self,
+        lot: list[tuple[Draft, asyncio.Future[Answer]]],
+        answers: list[Answer | Exception],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None:
+            # The lot before goes out first, unless the layer holds it up: then
+            # each lot waits for its own send only, as a lone message does.
+            await asyncio.wait([previous], timeout=events.SEND_TIMEOUT_SECONDS)
+        new = [a[0] for a in answers if not isinstance(a, Exception) and a[1]]
+        delivered = bool(new) and await events.room_send(self.room.pk, *new)
+        for (_draft, future), answer in zip(lot, answers, strict=True):
+            if future.done():  # cancelled: its sender went away
+                continue
+            if isinstance(answer, Exception):
+                future.set_exception(answer)
+            else:
+                frame, created = answer
+                future.set_result((frame, created and delivered))
+
+
+def busy(client_id: str | None = None) -> ProtocolError:
+    """The refusal of a message the save bound has no room for."""
+    return ProtocolError(
+        protocol.UNAVAILABLE,
+        _("The server is busy; that message was not sent. Try again shortly."),
+        client_id or None,
+    )
+
+
+_save_queues = loop_local(dict[int, SaveQueue])
+_saves_waiting = 0
+# visitor -> how many of their messages wait to be saved.
+_waiting_by_visitor: dict[str, int] = {}
+
+
+def queue_admits(*, visitor: str) -> bool:
+    """Whether the save bound has room for one more message of this visitor."""
+    if _saves_waiting < MAX_SAVES_WAITING:
+        return True
+    return (
+        not _waiting_by_visitor.get(visitor) and _saves_waiting < 2 * MAX_SAVES_WAITING
+    )
+
+
+async def aqueue_post(*, room: Room, draft: Draft, save: SaveLot) -> Answer:
+    """
+    Wait in the room's queue for the draft's save (by `save`, with the drafts
+    that wait with it) and its announcement; busy() when the bound is full.
+    """
+    global _saves_waiting
+    visitor = draft["visitor"]
+    if not queue_admits(visitor=visitor):
+        raise busy()
+    own = _waiting_by_visitor.get(visitor, 0)
+    # One queue per room for the life of the process (rooms are made by hand in
+    # the admin, so they are few); it frames messages with the room as it is now.
+    queues = _save_queues()
+    queue = queues.get(room.pk)
+    if queue is None:
+        queue = queues[room.pk] = SaveQueue(room, save)
+    queue.room, queue.save = room, save
+    _saves_waiting += 1
+    _waiting_by_visitor[visitor] = own + 1
+    try:
+        return await queue.post(draft)
+    finally:
+        _saves_waiting -= 1
+        left = _waiting_by_visitor.pop(visitor) - 1
+        if left:
+            _waiting_by_visitor[visitor] = left
