@@ -135,6 +135,8 @@ class Pages:
         # Every dialog and uncaught error on any page: injected script shows here.
         self.dialogs = []
         self.errors = []
+        # Every WebSocket frame of every page, shown for a failed test.
+        self.frames = []
 
     def open(self, path, *, fake_clock=False, **context_options):
         """A page at `path`; with fake_clock its timers run only when the test
@@ -145,10 +147,23 @@ class Pages:
         page = context.new_page()
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        label = f"page {len(self.contexts)}"
+        page.on("websocket", lambda socket: self._watch(socket, label))
         if fake_clock:
             page.clock.install()
         page.goto(f"{self.server.http}{path}")
         return page
+
+    def _watch(self, socket, label):
+        def seen(direction):
+            def record(payload):
+                stamp = time.strftime("%H:%M:%S", time.gmtime())
+                self.frames.append(f"{stamp} {label} {direction} {str(payload)[:300]}")
+
+            return record
+
+        socket.on("framesent", seen(">"))
+        socket.on("framereceived", seen("<"))
 
     def _dialog(self, dialog):
         self.dialogs.append(dialog.message)
@@ -167,4 +182,5 @@ def pages(browser, running_server):
     pages.close()
     # pytest shows this only for a failed test.
     print(running_server.log()[log_start:][-5000:])
+    print("\n".join(pages.frames[-80:]))
     assert pages.errors == [], pages.errors

@@ -32,6 +32,37 @@ def say(page, text):
     page.locator("#message").press("Enter")
 
 
+def watch_text(page, selector, text):
+    """
+    Watch an element for `text` from now on; the returned function waits until
+    it was shown. A text shown for less than a polling interval (a typing
+    signal and its stop a moment apart) still counts: the page records it.
+    """
+    page.evaluate(
+        """([selector, text]) => {
+            const element = document.querySelector(selector);
+            const key = `seen:${selector}:${text}`;
+            window[key] = element.textContent === text;
+            new MutationObserver((_, observer) => {
+                if (element.textContent === text) {
+                    window[key] = true;
+                    observer.disconnect();
+                }
+            }).observe(element, {
+                childList: true, characterData: true, subtree: true,
+            });
+        }""",
+        [selector, text],
+    )
+
+    def wait():
+        page.wait_for_function(
+            "(key) => window[key] === true", arg=f"seen:{selector}:{text}"
+        )
+
+    return wait
+
+
 def note(page, text):
     """The log's status lines reading exactly `text`."""
     return page.locator("#log li.note").filter(
@@ -153,12 +184,14 @@ def test_two_people_join_chat_and_see_each_other_typing(pages):
     # Typing shows on the other page, and goes when alice pauses (well before
     # the indicator's own 6 s expiry)...
     typing = bob.locator("#typing")
+    seen = watch_text(bob, "#typing", "alice is typing")
     alice.locator("#message").press_sequentially("I was thinking", delay=30)
-    expect(typing).to_have_text("alice is typing")
+    seen()
     expect(typing).to_have_text("", timeout=3000)
     # ...and when her message arrives.
+    seen = watch_text(bob, "#typing", "alice is typing")
     alice.locator("#message").press_sequentially(" about lunch", delay=30)
-    expect(typing).to_have_text("alice is typing")
+    seen()
     alice.locator("#message").press("Enter")
     expect(message(bob, "I was thinking about lunch")).to_have_count(1)
     expect(typing).to_have_text("", timeout=3000)
