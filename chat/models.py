@@ -72,7 +72,7 @@ class Instance(models.Model):
 
 # Long enough for the skeleton (chat/nicknames.py) of any 32-character nickname:
 # a code point's skeleton has at most 7 (a Hangul syllable: three jamo, some of
-# which map to two), so 224; tests/test_nicknames.py checks every code point.
+# which map to two), so 224; tests/unit/test_nicknames.py checks every code point.
 SKELETON_MAX_LENGTH = 256
 
 

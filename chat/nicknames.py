@@ -143,7 +143,7 @@ def _prototypes() -> dict[str, str]:
 _DOT_ON_DOTTED = re.compile(r"(?<=[ij])\u0307")
 
 # Rounds of folding and mapping before a name settles: each code point settles in
-# at most 4 (tests/test_nicknames.py checks every one).
+# at most 4 (tests/unit/test_nicknames.py checks every one).
 _MAX_ROUNDS = 8
 
 

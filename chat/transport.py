@@ -52,8 +52,8 @@ UVICORN_PROTOCOL, WEBSOCKETS_CONNECTION), for the releases in WRITTEN_FOR:
 - a socket that falls back on its own (compression negotiated) is counted, and
   the first of each cause is logged (``delivery_fallback``);
 - ``contract_problems()`` checks the list against real objects of the installed
-  classes; tests/test_transport.py fails on any problem, naming the library,
-  its version, the class and the attribute, and tests/test_delivery_path.py
+  classes; tests/unit/test_transport.py fails on any problem, naming the library,
+  its version, the class and the attribute, and tests/system/test_delivery_path.py
   fails when a real Daphne or uvicorn does not deliver directly.
 """
 
@@ -80,9 +80,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 # The releases whose internals this module was written against, and checked
-# with (tests/test_transport.py, tests/test_delivery_path.py). Another release
-# may hold to the contract too: contract_problems() says whether it does, and
-# the start-up line names any release not listed here.
+# with (tests/unit/test_transport.py, tests/system/test_delivery_path.py).
+# Another release may hold to the contract too: contract_problems() says whether
+# it does, and the start-up line names any release not listed here.
 WRITTEN_FOR = {
     "daphne": "4.2.3",
     "twisted": "26.10.0",

@@ -5,7 +5,7 @@ One layer event per typing frame put each one in every instance's hub channel
 (at most CHAT_LAYER_CAPACITY events, past which channels-redis drops without an
 error) and in every hub's pending frames: 300 sockets typing at their allowed
 5 a second filled the channels, and messages were lost with the typing
-(tests/test_typing_storm.py). Here a room's
+(tests/system/test_typing_storm.py). Here a room's
 signals go out at most once every COALESCE_SECONDS, as one layer event with the
 latest state of each nickname that signalled meanwhile:
 

@@ -41,7 +41,8 @@ def _insert_with_seqs(
 
     Its row lock is then held for one statement and the commit, not for a round
     trip back to Python between two: under overload, senders queued behind a
-    holder waiting for its thread (save delays grew past 40 s, tests/test_faults.py).
+    holder waiting for its thread (save delays grew past 40 s,
+    tests/system/test_faults.py).
     """
     room, table = Room._meta.db_table, Message._meta.db_table
     columns = ("nickname", "text", "created", "client_id", "visitor")

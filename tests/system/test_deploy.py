@@ -29,7 +29,9 @@ from tests.harness.process import ROOT, Process
 from tests.harness.redis import RedisServer
 from tests.harness.servers import show_settings
 from tests.harness.waiting import wait_until
-from tests.test_health import PROBE_HOST, fetch
+from tests.system.test_health import PROBE_HOST, fetch
+
+pytestmark = pytest.mark.processes
 
 SECRET_KEY = secrets.token_urlsafe(50)
 # What App Service's TLS front end adds to every request it forwards.

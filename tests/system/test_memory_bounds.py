@@ -47,7 +47,7 @@ MAX_RSS_GROWTH = 20 * MiB
 # from 127.0.0.1 on purpose.
 UNLIMITED_JOINS = {"CHAT_JOIN_BURST": 10_000, "CHAT_ADDRESS_JOIN_BURST": 10_000}
 # Small enough that the kernel's buffers for a client that does not read fill
-# at once (as in tests/test_slow_clients.py): what waits is then the server's.
+# at once (as in tests/system/test_slow_clients.py): what waits is then the server's.
 FROZEN_RCVBUF = 4096
 FROZEN_MSS = 1400
 

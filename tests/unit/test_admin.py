@@ -11,8 +11,7 @@ from django.utils import timezone
 from pytest_django.asserts import assertContains, assertInHTML, assertNotContains
 
 from chat.models import Message, Room
-
-from .factories import say
+from tests.unit.factories import say
 
 
 def _admin_http_client():

@@ -1,7 +1,7 @@
 """
 The per-process cap on WebSockets (chat/capacity.py), through the whole ASGI
 application, and the limits chat/transport.py puts on each server connection.
-tests/test_memory_bounds.py runs the same against real servers.
+tests/system/test_memory_bounds.py runs the same against real servers.
 """
 
 import asyncio
@@ -11,8 +11,7 @@ import pytest
 from django.test import override_settings
 
 from chat import capacity, transport
-
-from .conftest import Client
+from tests.conftest import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from chat import protocol, views
 from chat.consumers import RoomConsumer
 from chat.routing import websocket_urlpatterns
 
-STATIC = Path(__file__).resolve().parent.parent / "static" / "chat"
+STATIC = Path(__file__).resolve().parents[2] / "static" / "chat"
 SCRIPTS = sorted(STATIC.glob("*.js"))
 
 

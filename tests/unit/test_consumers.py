@@ -1,18 +1,15 @@
 """The WebSocket protocol, driven through the whole ASGI application."""
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
 from chat.hub import get_hub
-from chat.models import Connection, Instance, Member, Message, Room
-from chat.services import instances, moderation, presence, save_queue
-
-from .conftest import Client
+from chat.models import Connection, Message, Room
+from chat.services import moderation, save_queue
+from tests.conftest import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -362,52 +359,6 @@ async def test_events_do_not_leak_between_rooms(joined, make_client):
     assert await alice.nothing(0.3)
 
 
-async def test_dead_instance_ghosts_are_swept_and_announced(
-    joined, make_client, general
-):
-    alice = await joined("alice")
-
-    def ghost():
-        Instance.objects.create(
-            name="dead", heartbeat=timezone.now() - timedelta(seconds=120)
-        )
-        member = Member.objects.create(room=general, nickname="ghost", visitor="v")
-        Connection.objects.create(id="g1", member=member, instance_id="dead")
-
-    await database_sync_to_async(ghost)()
-    # Ghosts count for nobody, even before the sweep.
-    bob = await make_client()
-    welcome = await bob.join("bob")
-    assert (welcome["participants"], welcome["users"]) == (2, ["alice", "bob"])
-    departures = await database_sync_to_async(instances.instances_sweep)()
-    assert [(d.nickname, d.participants) for d in departures] == [("ghost", 2)]
-    await presence.aroom_leave_announce(departures[0])
-    assert (await alice.expect("left", nickname="ghost"))["participants"] == 2
-    # A second sweep (another instance's) finds nothing left to announce.
-    assert await database_sync_to_async(instances.instances_sweep)() == []
-
-
-async def test_instance_taken_for_dead_puts_its_sockets_back(
-    joined, make_client, settings
-):
-    alice = await joined("alice")
-    bob = await joined("bob")
-    await alice.expect("joined", nickname="bob")
-    # Another instance reaped this one (as after a long database outage).
-    departures = await database_sync_to_async(instances.instance_remove)(
-        instance=settings.CHAT_INSTANCE_ID
-    )
-    for departure in departures:
-        await presence.aroom_leave_announce(departure)
-    await bob.expect("left", nickname="alice")
-    # The next heartbeat finds the row gone and records the sockets again.
-    await get_hub().liveness.beat()
-    await bob.expect("joined", nickname="alice")
-    carol = await make_client()
-    welcome = await carol.join("carol")
-    assert welcome["users"] == ["alice", "bob", "carol"]
-
-
 async def test_refused_message_names_its_client_id(joined):
     alice = await joined("alice")
     await alice.say("x" * 2001, client_id="too-long")
@@ -474,27 +425,6 @@ async def test_signed_in_user_joins_under_their_username(make_client, general):
     session = await database_sync_to_async(sign_in)()
     client = await make_client(session_key=session)
     assert (await client.join("mod"))["nickname"] == "mod"
-
-
-async def test_heartbeat_prunes_a_connection_whose_leave_failed(
-    joined, general, settings
-):
-    alice = await joined("alice")
-
-    def orphan():
-        # What a leave that failed (a database outage) leaves behind.
-        member = Member.objects.create(room=general, nickname="gone", visitor="v")
-        Connection.objects.create(
-            id="orphan",
-            member=member,
-            instance_id=settings.CHAT_INSTANCE_ID,
-            opened=timezone.now() - timedelta(minutes=5),
-        )
-
-    await database_sync_to_async(orphan)()
-    await get_hub().liveness.beat()
-    assert (await alice.expect("left", nickname="gone"))["participants"] == 1
-    assert await database_sync_to_async(Connection.objects.count)() == 1
 
 
 async def test_a_ping_flood_is_answered_only_within_the_budget(joined):
@@ -674,44 +604,6 @@ async def test_a_frame_refused_as_not_joined_names_its_client_id(make_client):
     await client.say("early", client_id="m-1")
     error = await client.expect("error")
     assert (error["code"], error["client_id"]) == ("not_joined", "m-1")
-
-
-async def test_a_socket_that_cannot_be_restored_after_a_reap_is_closed_to_rejoin(
-    joined, settings, monkeypatch
-):
-    alice = await joined("alice")
-    await database_sync_to_async(instances.instance_remove)(
-        instance=settings.CHAT_INSTANCE_ID
-    )
-
-    async def still_failing(**kwargs):
-        from django.db import OperationalError
-
-        raise OperationalError("the database went away again")
-
-    monkeypatch.setattr(presence, "aroom_join", still_failing)
-    await get_hub().liveness.beat()
-    closed = await alice.ws.receive_output(timeout=5)
-    while closed["type"] != "websocket.close":
-        closed = await alice.ws.receive_output(timeout=5)
-    assert closed["code"] == 1012
-
-
-async def test_a_restore_that_finds_its_connection_recorded_keeps_the_socket(
-    joined, settings
-):
-    alice = await joined("alice")
-    bob = await joined("bob")
-    await alice.expect("joined")
-    # Taken for dead and restored twice (a sweep that raced the heartbeat).
-    for _ in range(2):
-        await database_sync_to_async(instances.instance_remove)(
-            instance=settings.CHAT_INSTANCE_ID
-        )
-        await get_hub().liveness.beat()
-    await bob.say("still here", client_id="s-1")
-    assert (await alice.expect("message"))["text"] == "still here"
-    assert (await bob.expect("message"))["client_id"] == "s-1"
 
 
 async def test_the_message_limit_holds_across_a_visitors_sockets(

@@ -1,35 +1,18 @@
 """
-/healthz and /readyz as a load balancer's probe sees them: any Host header, plain
-http, JSON bodies, 503 naming the dependency that is down.
+/healthz and /readyz as a load balancer's probe sees them, in process: any Host
+header, JSON bodies, 503 naming the dependency that is down; and a burst of
+probes sharing one run of the checks.
 """
 
-import contextlib
-import http.client
-import json
-import os
-import sqlite3
-import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from django.test import AsyncClient
+import pytest
+from django.test import AsyncClient, RequestFactory
 
 from chat import health
 from tests.harness.ports import free_port
-from tests.harness.process import PYTHON, ROOT
-from tests.harness.servers import SECRET_KEY, Daphne
-
-PROBE_HOST = "10.0.0.7"  # an internal address, not in ALLOWED_HOSTS
-
-
-def fetch(port, path, headers=None, method="GET"):
-    """One HTTP request to a local server: (status, headers, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        conn.request(method, path, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        conn.close()
 
 
 def redis_layer(url):
@@ -93,97 +76,135 @@ async def test_readyz_names_the_channel_layer_when_redis_is_down(
     assert "cause=ConnectionError" in record.getMessage()
 
 
-# A real server process -----------------------------------------------------------
+# A burst of probes: one run of the checks at a time, shared --------------------
 
 
-def server_env(**extra):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL")
-    }
-    env.update(
-        {
-            "DEBUG": "0",
-            "SECRET_KEY": SECRET_KEY,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra)
-    return env
+PROBES = 40
 
 
-@contextlib.contextmanager
-def daphne(tmp_path, env):
-    server = Daphne("health", tmp_path, env)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+class Counting:
+    """A check that counts its runs and how many overlap, taking `seconds`."""
 
+    def __init__(self, seconds=0.2, fail=False, hang=None):
+        self.seconds = seconds
+        self.fail = fail
+        self.hang = hang
+        self.runs = 0
+        self.running = 0
+        self.most_at_once = 0
+        self.most_threads = 0
+        self.lock = threading.Lock()
 
-def probe(server, path):
-    status, _headers, body = fetch(server.port, path, {"Host": PROBE_HOST})
-    return status, json.loads(body)
-
-
-def test_readyz_names_the_database_when_it_is_down(tmp_path):
-    closed = free_port()
-    env = server_env(DATABASE_URL=f"postgres://chat@127.0.0.1:{closed}/chat")
-
-    with daphne(tmp_path, env) as server:
-        live = probe(server, "/healthz")
-        status, body = probe(server, "/readyz")
-        site, _headers, _body = fetch(server.port, "/", {"Host": PROBE_HOST})
-        log = server.log()
-
-    assert live == (200, {"status": "ok"})
-    # Probes answer any Host header; the site still refuses a foreign one.
-    assert site == 400
-    assert status == 503
-    assert body["failing"] == ["database"]
-    assert body["checks"] == {
-        "database": "failed: OperationalError",
-        "channel_layer": "ok",
-    }
-    [line] = [line for line in log.splitlines() if "readyz_failed" in line]
-    assert "dependency=database cause=OperationalError(" in line
-    assert "refused" in line
-
-
-def test_readyz_fails_fast_on_a_locked_sqlite_database_and_recovers(tmp_path):
-    path = tmp_path / "chat.sqlite3"
-    env = server_env(SQLITE_PATH=str(path))
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-
-    with daphne(tmp_path, env) as server:
-        before = probe(server, "/readyz")
-        # Another process holds the file: every other connection is refused.
-        lock = sqlite3.connect(path, isolation_level=None)
+    def __call__(self):
+        with self.lock:
+            self.runs += 1
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            threads = [t for t in threading.enumerate() if t.name.startswith("readyz")]
+            self.most_threads = max(self.most_threads, len(threads))
         try:
-            lock.execute("PRAGMA locking_mode=EXCLUSIVE")
-            lock.execute("BEGIN EXCLUSIVE")
-            lock.execute("UPDATE chat_room SET topic = topic")
-            # Past the time a result is reused for.
-            time.sleep(health.REUSE_SECONDS)
-            # The probe gives up after its own short timeout, not the 20 s the
-            # chat's queries wait for a busy file.
-            locked = probe(server, "/readyz")
+            if self.hang is not None:
+                self.hang.wait(10)
+            time.sleep(self.seconds)
+            if self.fail:
+                raise ConnectionError("refused")
         finally:
-            lock.close()
-        time.sleep(health.REUSE_SECONDS)
-        after = probe(server, "/readyz")
+            with self.lock:
+                self.running -= 1
 
-    assert before[0] == 200
-    assert locked[0] == 503
-    assert locked[1]["failing"] == ["database"]
-    assert after[0] == 200
+
+@pytest.fixture
+def checks(monkeypatch):
+    health.forget_results()
+    made = {"database": Counting(), "channel_layer": Counting()}
+    monkeypatch.setattr(health, "CHECKS", made)
+    yield made
+    health.forget_results()
+
+
+def probe_all(count=PROBES):
+    """`count` probes at once, each in a thread of its own as under ASGI."""
+    start = threading.Barrier(count)
+
+    def one(_n):
+        start.wait(5)
+        response = health.readyz(RequestFactory().get("/readyz"))
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_concurrent_probes_share_one_run_of_the_checks(checks):
+    statuses = probe_all()
+
+    assert statuses == [200] * PROBES
+    for check in checks.values():
+        assert check.runs == 1
+        assert check.most_at_once == 1
+        # This check's thread, and at most the one before it on its way out.
+        assert check.most_threads <= 2
+
+
+def test_a_result_is_reused_for_about_a_second(checks, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(health, "clock", lambda: clock[0])
+
+    probe_all(5)
+    clock[0] += health.REUSE_SECONDS * 0.9
+    probe_all(5)
+    reused = checks["database"].runs
+    clock[0] += health.REUSE_SECONDS * 0.2
+    probe_all(5)
+
+    assert reused == 1
+    assert checks["database"].runs == 2
+
+
+def test_a_failure_is_shared_too_and_logged_once(checks, caplog):
+    checks["channel_layer"].fail = True
+
+    statuses = probe_all()
+
+    assert statuses == [503] * PROBES
+    assert checks["channel_layer"].runs == 1
+    lines = [r for r in caplog.records if "readyz_failed" in r.getMessage()]
+    assert len(lines) == 1
+
+
+def test_a_hung_check_holds_one_thread_not_one_per_probe(checks, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(health, "clock", lambda: clock[0])
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_SECONDS", 0.1)
+    release = threading.Event()
+    checks["database"].hang = release
+    try:
+        for _round in range(4):
+            assert probe_all(5) == [503] * 5
+            clock[0] += health.REUSE_SECONDS
+        hung = checks["database"].runs
+    finally:
+        release.set()
+
+    # The first run is still waiting: the later ones did not start another.
+    assert hung == 1
+    assert checks["channel_layer"].runs == 4
+
+
+def test_probes_in_a_burst_open_no_database_connection_each(transactional_db):
+    """The real checks, counted where they open connections."""
+    health.forget_results()
+    opened = []
+    real = health.CHECKS["database"]
+
+    def counted():
+        opened.append(1)
+        real()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(health.CHECKS, "database", counted)
+        statuses = probe_all(20)
+    health.forget_results()
+
+    assert statuses == [200] * 20
+    assert len(opened) == 1

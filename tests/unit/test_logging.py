@@ -13,7 +13,7 @@ from django.db import OperationalError
 from chat.services import messages
 from tests.conftest import asgi_application
 from tests.harness.ports import free_port
-from tests.test_health import redis_layer
+from tests.unit.test_health import redis_layer
 
 # The database stays open until the hub of each test is closed (conftest.py).
 pytestmark = pytest.mark.django_db(transaction=True)

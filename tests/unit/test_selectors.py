@@ -4,8 +4,7 @@ import pytest
 
 from chat import selectors
 from chat.models import Message, Room
-
-from .factories import instance, join, say
+from tests.unit.factories import instance, join, say
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,7 @@ from django.contrib.auth import get_user_model
 from pytest_django.asserts import assertContains, assertInHTML, assertNotContains
 
 from chat.models import Message, Room
-
-from .factories import instance, join, say
+from tests.unit.factories import instance, join, say
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,104 @@
+"""chat/services/presence.py: nicknames held in a room, and leaving."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from chat import events
+from chat.models import Member, Room
+from chat.protocol import ProtocolError
+from chat.services import presence
+from tests.unit.factories import instance, join
+from tests.unit.services.threads import needs_server_database, own_connection
+
+
+def test_nickname_is_taken_case_insensitively_by_another_visitor(room):
+    join(room, "Alice")
+    with pytest.raises(ProtocolError) as caught:
+        join(room, "aLICE", visitor="someone-else")
+    assert caught.value.code == "nickname_taken"
+    assert "Alice" in caught.value.message
+    assert list(Member.objects.values_list("nickname", flat=True)) == ["Alice"]
+
+
+def test_same_visitor_twice_is_one_person(room):
+    _conn, first = join(room, "Alice", visitor="v1")
+    _conn, second = join(room, "alice", visitor="v1")
+    assert (first.arrived, second.arrived) == (True, False)
+    # The nickname keeps the case it was claimed with.
+    assert (second.nickname, second.participants, second.users) == (
+        "Alice",
+        1,
+        ["Alice"],
+    )
+
+
+def test_ghost_on_a_dead_instance_frees_the_nickname(room):
+    instance("dead", alive=False)
+    join(room, "alice", visitor="old", on="dead")
+    _conn, presence = join(room, "Alice", visitor="new")
+    assert presence.arrived
+    assert (presence.nickname, presence.participants) == ("Alice", 1)
+    assert Member.objects.get().visitor == "new"
+
+
+def test_leave_departs_only_with_the_last_connection(room):
+    join(room, "bob")
+    tab1, _p = join(room, "alice", visitor="v1")
+    tab2, _p = join(room, "alice", visitor="v1")
+    assert presence.room_leave(connection_id=tab1) is None
+    departure = presence.room_leave(connection_id=tab2)
+    assert departure == presence.Departure(
+        room_id=room.pk, nickname="alice", participants=1
+    )
+    assert presence.room_leave(connection_id=tab2) is None  # already gone
+    assert list(Member.objects.values_list("nickname", flat=True)) == ["bob"]
+
+
+def test_a_dead_instance_connection_does_not_keep_a_member_in(room):
+    instance("dead", alive=False)
+    join(room, "alice", visitor="v1", on="dead")
+    live, _p = join(room, "alice", visitor="v1")
+    assert presence.room_leave(connection_id=live).nickname == "alice"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_leave_announces_only_when_the_member_is_gone():
+    def setup():
+        instance("here")
+        room = Room.objects.create(name="Test", slug="test")
+        tabs = [join(room, "alice", visitor="v1")[0] for _n in range(2)]
+        return room, tabs
+
+    room, (tab1, tab2) = await database_sync_to_async(setup)()
+    layer = get_channel_layer()
+    listener = await layer.new_channel()
+    await layer.group_add(events.group_name(room.pk), listener)
+
+    assert await presence.aroom_leave(connection_id=tab1) is None
+    assert await presence.aroom_leave(connection_id=tab2) is not None
+    event = await asyncio.wait_for(layer.receive(listener), 5)
+    assert event["frames"] == [{"type": "left", "nickname": "alice", "participants": 0}]
+    # The first tab closing announced nothing.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(listener), 0.2)
+
+
+def _leave(connection_id):
+    return presence.room_leave(connection_id=connection_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_leave_racing_the_prune_announces_once_and_raises_nothing():
+    needs_server_database()
+    room = Room.objects.create(name="Race", slug="race")
+    instance()
+    for _round in range(20):
+        conn, _presence = join(room, "alice", visitor="v1")
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(own_connection, [_leave] * 2, [conn, conn]))
+        assert sum(result is not None for result in results) == 1
+    assert not Member.objects.exists()
