@@ -50,6 +50,11 @@ class RoomTyping:
         self.task: asyncio.Task[None] | None = None
 
     def signal(self, nickname: str, connection_id: str, active: bool) -> None:
+        if not active:
+            # The typist stopped (and clients clear a typist whose message came):
+            # a typing that replaces this stop before it goes out is news, not a
+            # repeat of the one shown before.
+            self.shown.pop(nickname, None)
         self.waiting.pop(nickname, None)
         self.waiting[nickname] = (active, connection_id)
 

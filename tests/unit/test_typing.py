@@ -136,6 +136,21 @@ async def test_a_typing_shown_already_is_repeated_only_after_a_while(sent):
     ]
 
 
+async def test_a_typing_again_right_after_a_stop_goes_out_though_the_stop_did_not(
+    sent,
+):
+    # Typed, sent (the stop waits its turn, and the message clears the typing
+    # on every page), and started typing again within the interval: the new
+    # typing replaces the waiting stop and must still be shown.
+    aggregator = TypingAggregator()
+    aggregator.signal(1, "alice", "c-alice", True)
+    await asyncio.sleep(0.01)
+    aggregator.signal(1, "alice", "c-alice", False)
+    aggregator.signal(1, "alice", "c-alice", True)
+    await idle(aggregator)
+    assert [states(c) for c in sent] == [[("typing", "alice")]] * 2
+
+
 async def test_a_new_socket_of_a_nickname_shown_typing_is_relayed_at_once(sent):
     # The page was reloaded mid-typing: its stop never came, and the new
     # page's typing is news to the room, not a repeat.
