@@ -10,9 +10,11 @@ one (which Daphne's --proxy-headers would take).
 """
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 
 
 def _host(entry: str) -> str | None:
@@ -43,7 +45,7 @@ def client_address(peer: str | None, forwarded_for: Iterable[str]) -> str:
     return peer or "unknown"
 
 
-def scope_address(scope: dict) -> str:
+def scope_address(scope: Mapping[str, Any]) -> str:
     """client_address() of an ASGI connection scope."""
     client = scope.get("client")
     peer = client[0] if client else None
@@ -53,3 +55,11 @@ def scope_address(scope: dict) -> str:
         if name == b"x-forwarded-for"
     ]
     return client_address(peer, forwarded)
+
+
+def request_address(request: HttpRequest) -> str:
+    """client_address() of a Django request."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    return client_address(
+        request.META.get("REMOTE_ADDR"), [forwarded] if forwarded else []
+    )

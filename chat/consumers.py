@@ -8,13 +8,12 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
-from . import limits, protocol, selectors, transport, visitors
+from . import admission, limits, protocol, selectors, transport, visitors
 from .addresses import scope_address
 from .hub import Batch, Event, get_hub
-from .logs import cause
+from .logs import cause, is_outage
 from .models import Room
 from .protocol import Frame, ProtocolError
 from .services import messages, presence, save_queue
@@ -22,9 +21,6 @@ from .typing import typing_refuse, typing_relay
 
 logger = logging.getLogger(__name__)
 
-# Failures of what the server depends on: logged as one line with the cause.
-# Anything else is a bug, and its traceback is logged too.
-OUTAGES = (DatabaseError, OSError, TimeoutError)
 # A socket's messages read but not yet saved, at most (its rate limit usually
 # stops it long before); past it they are refused with `unavailable`.
 MAX_OUTBOX = 100
@@ -65,6 +61,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             protocol.TYPING: self.on_typing,
             protocol.STOP_TYPING: self.on_typing,
             protocol.PING: self.on_ping,
+            protocol.LEAVE: self.on_leave,
         }
         self.address = scope_address(self.scope)
         # Messages of this socket waiting for their save, in the order they came,
@@ -100,22 +97,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         self.log("connect")
-        if room is None:
+        try:
+            self.room = admission.room_open(room, slug)
+        except ProtocolError as refusal:
             await self.refuse(
-                protocol.ROOM_NOT_FOUND,
-                _("There is no room called %(slug)s.") % {"slug": slug}
-                if slug
-                else _("There is no room at this address."),
-                protocol.CLOSE_ROOM_NOT_FOUND,
+                refusal.code,
+                refusal.message,
+                protocol.CLOSE_ROOM_NOT_FOUND
+                if refusal.code == protocol.ROOM_NOT_FOUND
+                else protocol.CLOSE_ROOM_ARCHIVED,
             )
-        elif room.archived:
-            await self.refuse(
-                protocol.ROOM_ARCHIVED,
-                _("This room is archived; it accepts no messages."),
-                protocol.CLOSE_ROOM_ARCHIVED,
-            )
-        else:
-            self.room = room
 
     @property
     def joined_room(self) -> Room:
@@ -153,6 +144,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.nickname is None:
             return
         self.nickname = None
+        # A join that follows gathers the room's events until its welcome.
+        self.backlog = []
         await get_hub().detach(self.joined_room.pk, self)
         try:
             await presence.aroom_leave(connection_id=self.connection_id)
@@ -196,10 +189,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.nickname is not None:
             raise ProtocolError(protocol.ALREADY_JOINED, _("You have already joined."))
         if self.join_attempts and not await self.admitted():
-            raise ProtocolError(
-                protocol.RATE_LIMITED,
-                _("Too many joins just now; try again shortly."),
-            )
+            raise admission.join_refusal()
         self.join_attempts += 1
         # Events are subscribed to before history is read, so nothing falls
         # between the two; live copies of what history carried are skipped.
@@ -248,33 +238,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def admitted(self) -> bool:
         """Whether this visitor and address may join (or connect) once more."""
-        by_visitor, by_address = limits.join_windows()
-        refused = await limits.get_limiter().hit_all(
-            (by_address, self.address), (by_visitor, self.visitor)
+        refused = await admission.join_refused(
+            visitor=self.visitor, address=self.address
         )
         if refused is not None:
-            self.log("join_refused", level=logging.WARNING, limit=refused.name)
+            self.log("join_refused", level=logging.WARNING, limit=refused)
         return refused is None
 
     async def on_message(self, frame: protocol.Message) -> None:
-        # Counted as it arrives, before the save: frames that queued behind a
-        # stall are not checked in a clump.
-        if not save_queue.queue_admits(visitor=self.visitor):
-            # Refused before it is counted: the resend costs the sender nothing.
-            raise save_queue.busy(frame.client_id)
-        by_visitor, by_address = limits.message_windows()
-        refused = await limits.get_limiter().hit_all(
-            (by_address, self.address),
-            (by_visitor, f"{self.joined_room.pk}/{self.visitor}"),
+        await admission.message_check(
+            room_id=self.joined_room.pk,
+            visitor=self.visitor,
+            address=self.address,
+            client_id=frame.client_id,
         )
-        if refused is not None:
-            raise ProtocolError(
-                protocol.RATE_LIMITED,
-                _("You are sending messages too fast; that one was not sent.")
-                if refused is by_visitor
-                else _("Too many messages from your address; that one was not sent."),
-                frame.client_id or None,
-            )
         if len(self.outbox) >= MAX_OUTBOX:
             raise save_queue.busy(frame.client_id)
         # Saved apart from the reading of frames, so the next frame is read (and
@@ -323,6 +300,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             connection_id=self.connection_id,
             active=frame.type == protocol.TYPING,
         )
+
+    async def on_leave(self, frame: protocol.Signal) -> None:
+        await self.leave_room()
 
     async def on_ping(self, frame: protocol.Signal) -> None:
         if not self.signals_bucket.take():
@@ -473,6 +453,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.log(
             event,
             logging.ERROR,
-            exc_info=not isinstance(exc, OUTAGES),
+            exc_info=not is_outage(exc),
             cause=cause(exc),
         )

@@ -21,7 +21,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -31,9 +31,6 @@ from .liveness import Liveness
 from .logs import cause
 from .loops import loop_local
 from .transport import frames, text_frame
-
-if TYPE_CHECKING:
-    from .consumers import RoomConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +57,18 @@ EXPENDABLE = frozenset({protocol.TYPING, protocol.STOP_TYPING})
 
 
 class Event:
-    """One room event, encoded once for every local socket."""
+    """One room event, encoded once for every local socket and stream."""
 
-    __slots__ = ("_data", "close", "exclude", "expendable", "frame", "message", "seq")
+    __slots__ = (
+        "_data",
+        "_stream",
+        "close",
+        "exclude",
+        "expendable",
+        "frame",
+        "message",
+        "seq",
+    )
 
     def __init__(
         self,
@@ -79,6 +85,7 @@ class Event:
         # One ASGI message shared by every socket: the servers only read it.
         self.message = {"type": "websocket.send", "text": protocol.encode(self.frame)}
         self._data: bytes | None = None
+        self._stream: bytes | None = None
 
     @property
     def data(self) -> bytes:
@@ -86,6 +93,13 @@ class Event:
         if self._data is None:
             self._data = text_frame(self.message["text"])
         return self._data
+
+    @property
+    def stream(self) -> bytes:
+        """The event as a Server-Sent Event, for the HTTP transport's streams."""
+        if self._stream is None:
+            self._stream = protocol.stream_event(self.message["text"], self.seq)
+        return self._stream
 
 
 class Batch:
@@ -124,11 +138,22 @@ class Batch:
         ]
 
 
+class Listener(Protocol):
+    """A member of a room in this process: a socket (chat/consumers.py) or an
+    HTTP participant (chat/http_participants.py)."""
+
+    connection_id: str
+
+    async def deliver(self, batch: Batch) -> None: ...
+
+    async def restore_presence(self) -> None: ...
+
+
 class Hub:
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         self.instance: str = settings.CHAT_INSTANCE_ID
-        self.rooms: dict[int, set[RoomConsumer]] = {}
+        self.rooms: dict[int, set[Listener]] = {}
         self.channel: str | None = None
         self.subscriptions: dict[int, asyncio.Future[None]] = {}
         self.pending: dict[int, list[Event]] = {}
@@ -140,11 +165,12 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.liveness = Liveness(instance=self.instance, sockets=self.sockets)
 
-    def sockets(self) -> list["RoomConsumer"]:
-        """This process's sockets in rooms, now."""
+    def sockets(self) -> list[Listener]:
+        """This process's sockets and HTTP participants in rooms, now."""
         return [consumer for local in self.rooms.values() for consumer in local]
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
+        """Start the hub's tasks and the instance's heartbeat, once."""
         async with self._start_lock:
             if self.channel is not None:
                 return
@@ -170,8 +196,8 @@ class Hub:
         self.channel = None
         await self.liveness.stop()
 
-    async def attach(self, room_id: int, consumer: "RoomConsumer") -> None:
-        await self._start()
+    async def attach(self, room_id: int, consumer: Listener) -> None:
+        await self.start()
         self.rooms.setdefault(room_id, set()).add(consumer)
         # Every socket that attaches waits for the room's subscription (made by
         # the first), so none reads history before events flow to this process.
@@ -181,7 +207,7 @@ class Hub:
             self.subscriptions[room_id] = subscribed
         await asyncio.shield(subscribed)
 
-    async def detach(self, room_id: int, consumer: "RoomConsumer") -> None:
+    async def detach(self, room_id: int, consumer: Listener) -> None:
         local = self.rooms.get(room_id)
         if local is None:
             return

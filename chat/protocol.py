@@ -1,6 +1,7 @@
 """
-The WebSocket protocol's one definition: frame types, fields, limits, error and
-close codes. docs/protocol.md documents exactly what is here.
+The chat protocol's one definition: frame types, fields, limits, error and
+close codes, and how the HTTP transport carries the same frames (status codes,
+event stream). docs/protocol.md documents exactly what is here.
 """
 
 import json
@@ -32,7 +33,9 @@ MESSAGE = "message"
 TYPING = "typing"
 STOP_TYPING = "stop_typing"
 PING = "ping"
-CLIENT_TYPES = (JOIN, MESSAGE, TYPING, STOP_TYPING, PING)
+# Out of the room (the socket stays open, and may join again).
+LEAVE = "leave"
+CLIENT_TYPES = (JOIN, MESSAGE, TYPING, STOP_TYPING, PING, LEAVE)
 
 # Server -> client frame types (MESSAGE, TYPING and STOP_TYPING too).
 WELCOME = "welcome"
@@ -70,6 +73,9 @@ ROOM_ARCHIVED = "room_archived"
 UNAVAILABLE = "unavailable"
 # The server process holds as many sockets as it may (CHAT_MAX_CONNECTIONS).
 SERVER_FULL = "server_full"
+# An HTTP request without the visitor's cookies or CSRF token, or with a
+# ticket that is not the visitor's.
+FORBIDDEN = "forbidden"
 ERROR_CODES = (
     INVALID_FRAME,
     FRAME_TOO_LARGE,
@@ -85,7 +91,28 @@ ERROR_CODES = (
     ROOM_ARCHIVED,
     UNAVAILABLE,
     SERVER_FULL,
+    FORBIDDEN,
 )
+# The HTTP transport answers an error frame with the status that fits its code.
+HTTP_STATUS = {
+    INVALID_FRAME: 400,
+    FRAME_TOO_LARGE: 413,
+    UNKNOWN_TYPE: 400,
+    NOT_JOINED: 409,
+    ALREADY_JOINED: 409,
+    INVALID_NICKNAME: 422,
+    NICKNAME_TAKEN: 409,
+    EMPTY_MESSAGE: 422,
+    MESSAGE_TOO_LONG: 422,
+    RATE_LIMITED: 429,
+    ROOM_NOT_FOUND: 404,
+    ROOM_ARCHIVED: 410,
+    UNAVAILABLE: 503,
+    SERVER_FULL: 503,
+    FORBIDDEN: 403,
+}
+# After these statuses the HTTP answer says when to try again (Retry-After).
+RETRY_AFTER_SECONDS = 2
 # A message refused with one of these was not saved this time: the client sends
 # it again (after a backoff, and after its next welcome).
 RETRY_ERRORS = (UNAVAILABLE, RATE_LIMITED, NOT_JOINED)
@@ -270,6 +297,17 @@ def encode(frame: Frame) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
 
+def stream_event(frame_text: str, event_id: int | None = None) -> bytes:
+    """
+    One frame as a Server-Sent Event of the HTTP transport's stream. The id is
+    the room's seq (a message's own, a welcome's last_seq), so that a browser
+    resuming the stream sends it back as Last-Event-ID. Encoded JSON holds no
+    line break, so one data line carries it.
+    """
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}data: {frame_text}\n\n".encode()
+
+
 def error_frame(code: str, message: str, client_id: str | None = None) -> Frame:
     frame: Frame = {"type": ERROR, "code": code, "message": message}
     if client_id:
@@ -421,5 +459,17 @@ def client_config(*, room_slug: str, history_page_max: int) -> dict:
             "history": reverse("chat:history", kwargs={"slug": room_slug}),
             # chat/routing.py; the page puts its own scheme and host before it.
             "socket": f"/ws/rooms/{room_slug}/",
+            # The HTTP transport (chat/http_views.py, chat/http_streams.py).
+            "http_join": reverse("chat:http_join", kwargs={"slug": room_slug}),
+            "http_send": reverse("chat:http_send", kwargs={"slug": room_slug}),
+            "http_events": f"/http/rooms/{room_slug}/events",
+            "http_poll": f"/http/rooms/{room_slug}/poll",
+        },
+        "fallback": {
+            # A stream that brings no welcome this soon is taken for buffered
+            # by a proxy: the page long-polls instead.
+            "stream_timeout_ms": 5000,
+            # While on HTTP, a WebSocket is tried again this often (±50 %).
+            "websocket_retry_ms": round(settings.CHAT_WEBSOCKET_RETRY_SECONDS * 1000),
         },
     }

@@ -1,6 +1,7 @@
+from channels.auth import AuthMiddlewareStack
 from django.urls import path, re_path
 
-from . import consumers
+from . import consumers, http_streams
 
 # The same <slug:slug> converter as the page's route (chat/urls.py): a room name
 # that one accepts, the other accepts too.
@@ -10,4 +11,17 @@ websocket_urlpatterns = [
     # room_not_found: URLRouter's "No route found" would be a 500 and a
     # traceback in the log for every such handshake.
     re_path(r"", consumers.RoomConsumer.as_asgi()),
+]
+
+# The HTTP transport's streams and polls (chat/http_streams.py), ahead of
+# Django in chatproject/asgi.py; its POSTs are Django views (chat/urls.py).
+# With the session and the user, as a socket has them.
+http_urlpatterns = [
+    path(
+        "http/rooms/<slug:slug>/events",
+        AuthMiddlewareStack(http_streams.EventsEndpoint()),
+    ),
+    path(
+        "http/rooms/<slug:slug>/poll", AuthMiddlewareStack(http_streams.PollEndpoint())
+    ),
 ]

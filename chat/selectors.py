@@ -66,6 +66,12 @@ def room_participants(*, room_id: int) -> tuple[int, list[str]]:
     return len(names), names
 
 
+def visitor_in_room(*, room_id: int, visitor: str, nickname: str) -> bool:
+    """Whether the visitor is in the room as `nickname`, by any live connection:
+    any of their tabs, over either transport, on any instance."""
+    return _live_members(room_id).filter(visitor=visitor, nickname=nickname).exists()
+
+
 def room_last_seq(*, room_id: int) -> int | None:
     return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first()
 

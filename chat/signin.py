@@ -10,7 +10,7 @@ from typing import Any
 from axes.backends import AxesStandaloneBackend
 from django.http import HttpRequest
 
-from .addresses import client_address as _client_address
+from .addresses import request_address
 
 
 def client_address(request: HttpRequest) -> str | None:
@@ -20,12 +20,7 @@ def client_address(request: HttpRequest) -> str | None:
     every attempt come from a new address. None when it is no IP address: the
     failures are then counted under the username alone.
     """
-    address = _client_address(
-        request.META.get("REMOTE_ADDR"),
-        [request.META["HTTP_X_FORWARDED_FOR"]]
-        if "HTTP_X_FORWARDED_FOR" in request.META
-        else [],
-    )
+    address = request_address(request)
     try:
         # Stored in an IP address column: anything else would fail the insert.
         return str(ipaddress.ip_address(address))

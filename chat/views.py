@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
@@ -37,6 +38,8 @@ def room(request: HttpRequest, slug: str) -> HttpResponse:
         "archived": room.archived,
         "maxMessageLength": client["limits"]["max_message_length"],
         "nicknameMaxLength": client["limits"]["nickname_max_length"],
+        # The HTTP transport's POSTs carry it (Django's CSRF check).
+        "csrfToken": get_token(request),
     }
     response = render(
         request,

@@ -64,14 +64,34 @@ def visitor_of(scope: Mapping[str, Any], connection_id: str) -> str:
     have one, else their visitor cookie, else the connection itself (a client
     without cookies is a new visitor on every socket).
     """
-    session_key = getattr(scope.get("session"), "session_key", None)
+    return scope_visitor(scope) or visitor_key(connection_id)
+
+
+def _known_visitor(session_key: str | None, cookie: str | None) -> str | None:
     if session_key:
         return visitor_key(session_key)
-    visitor_id = cookie_id(scope.get("cookies", {}).get(COOKIE_NAME))
+    visitor_id = cookie_id(cookie)
     if visitor_id is not None:
         # Prefixed: an id can never equal a session key's hash input.
         return visitor_key(f"cookie:{visitor_id}")
-    return visitor_key(connection_id)
+    return None
+
+
+def scope_visitor(scope: Mapping[str, Any]) -> str | None:
+    """The visitor of an ASGI scope by session or cookie; None for neither."""
+    return _known_visitor(
+        getattr(scope.get("session"), "session_key", None),
+        scope.get("cookies", {}).get(COOKIE_NAME),
+    )
+
+
+def visitor_of_request(request: HttpRequest) -> str | None:
+    """The same for a Django request (the HTTP transport's POSTs): one visitor
+    whether they chat over a socket or over HTTP."""
+    return _known_visitor(
+        getattr(request, "session", None) and request.session.session_key,
+        request.COOKIES.get(COOKIE_NAME),
+    )
 
 
 def visitor_key(secret: str) -> str:

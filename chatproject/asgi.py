@@ -1,5 +1,6 @@
 """
-ASGI entry point: Django for HTTP, the chat consumer for WebSockets.
+ASGI entry point: Django for HTTP (but the HTTP transport's streams), the chat
+consumer for WebSockets.
 
 Daphne serves it: ``daphne chatproject.asgi:application``.
 """
@@ -14,14 +15,18 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from chat.origins import SiteOriginValidator  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 from chat.transport import SocketMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The HTTP transport's streams and polls; every other request is Django's.
+        "http": URLRouter(
+            [*http_urlpatterns, re_path(r"", django_asgi_app)]  # type: ignore[arg-type]
+        ),
         # Outermost, so that it sees the server's own send callable.
         "websocket": SocketMiddleware(
             # Host, scheme and port of the Origin, not only its host name

@@ -86,6 +86,8 @@ if WEBSITE_HOSTNAME:
     ALLOWED_HOSTS.append(WEBSITE_HOSTNAME)
 if DEBUG and not ALLOWED_HOSTS:
     ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+# A refused CSRF check on the HTTP transport is answered as its other errors.
+CSRF_FAILURE_VIEW = "chat.http_views.csrf_failure"
 CSRF_TRUSTED_ORIGINS = _typed("CSRF_TRUSTED_ORIGINS", env.list, [])
 if WEBSITE_HOSTNAME:
     CSRF_TRUSTED_ORIGINS.append(f"https://{WEBSITE_HOSTNAME}")
@@ -411,6 +413,15 @@ if CHAT_INSTANCE_TIMEOUT_SECONDS < 2 * CHAT_HEARTBEAT_SECONDS:
         f"CHAT_HEARTBEAT_SECONDS ({CHAT_HEARTBEAT_SECONDS} s), got "
         f"{CHAT_INSTANCE_TIMEOUT_SECONDS} s."
     )
+# The HTTP transport (docs/protocol.md): a participant with no stream and no
+# poll under way stays in the room this long (a long-poll between two polls, a
+# stream a proxy cut); a poll with nothing to say is held this long; a stream
+# says something (a comment) at least this often, ahead of idle timeouts.
+CHAT_HTTP_GRACE_SECONDS = _positive_float("CHAT_HTTP_GRACE_SECONDS", 15.0)
+CHAT_POLL_HOLD_SECONDS = _positive_float("CHAT_POLL_HOLD_SECONDS", 20.0)
+CHAT_STREAM_HEARTBEAT_SECONDS = _positive_float("CHAT_STREAM_HEARTBEAT_SECONDS", 15.0)
+# A page on the HTTP transport tries a WebSocket again about this often.
+CHAT_WEBSOCKET_RETRY_SECONDS = _positive_float("CHAT_WEBSOCKET_RETRY_SECONDS", 30.0)
 CHAT_INSTANCE_ID = env.str(
     "CHAT_INSTANCE_ID",
     default=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",

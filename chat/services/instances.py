@@ -56,7 +56,9 @@ def instance_connections_prune(
     ).values_list("id", flat=True)
     departures = []
     for connection_id in set(recorded) - set(serving):
-        departure = room_leave(connection_id=connection_id)
+        # Guarded: an HTTP participant's stream may have moved it to another
+        # instance meanwhile.
+        departure = room_leave(connection_id=connection_id, instance=instance)
         if departure:
             departures.append(departure)
     return departures

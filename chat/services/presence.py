@@ -172,12 +172,17 @@ def member_drop_if_gone(member: Member) -> Departure | None:
     return Departure(room_id=room_id, nickname=nickname, participants=participants)
 
 
-def room_leave(*, connection_id: str) -> Departure | None:
-    """Forget a closed connection; a Departure when its member left the room."""
+def room_leave(*, connection_id: str, instance: str | None = None) -> Departure | None:
+    """
+    Forget a closed connection; a Departure when its member left the room.
+    With `instance`, only while that instance serves it: an HTTP participant
+    whose stream moved to another instance is not taken out by the one it left.
+    """
+    served = Connection.objects.filter(pk=connection_id)
+    if instance is not None:
+        served = served.filter(instance_id=instance)
     with transaction.atomic():
-        connection = (
-            Connection.objects.select_related("member").filter(pk=connection_id).first()
-        )
+        connection = served.select_related("member").first()
         if connection is None:
             return None
         member = (
@@ -185,7 +190,7 @@ def room_leave(*, connection_id: str) -> Departure | None:
         )
         # A leave and the heartbeat's prune can race for the same connection:
         # only the one whose delete removed it goes on.
-        deleted, _counts = Connection.objects.filter(pk=connection_id).delete()
+        deleted, _counts = served.delete()
         if member is None or not deleted:
             return None
         return member_drop_if_gone(member)
@@ -289,10 +294,14 @@ async def aroom_join_announce(
         )
 
 
-async def aroom_leave(*, connection_id: str) -> Departure | None:
+async def aroom_leave(
+    *, connection_id: str, instance: str | None = None
+) -> Departure | None:
     """room_leave, then the room is told when the member left it; returns once
     told (a server that stops waits for its sockets' leaves)."""
-    departure = await database_sync_to_async(room_leave)(connection_id=connection_id)
+    departure = await database_sync_to_async(room_leave)(
+        connection_id=connection_id, instance=instance
+    )
     if departure:
         await aroom_leave_announce(departure, wait=True)
     return departure

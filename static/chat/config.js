@@ -7,7 +7,8 @@ function read(id) {
   return JSON.parse(document.getElementById(id).textContent);
 }
 
-// room (its slug), nickname (a signed-in user's, or ""), archived.
+// room (its slug), nickname (a signed-in user's, or ""), archived, and the
+// CSRF token the HTTP transport's POSTs carry.
 export const page = read("chat-config");
 
-export const { frames, errors, close, limits, urls } = read("chat-protocol");
+export const { frames, errors, close, limits, urls, fallback } = read("chat-protocol");

@@ -1,52 +1,70 @@
-// The socket: connecting, reconnecting with backoff, pings, and the one state
-// the connection is in.
+// The connection to the room: which transport carries it, reconnecting with
+// backoff, and the one state it is in.
 //
-//   idle        no socket yet (the first nickname is being asked for)
-//   connecting  a socket is opening
+//   idle        nothing opened yet (the first nickname is being asked for)
+//   connecting  a transport is opening
 //   connected   open, not in the room: no join sent yet, or the last one refused
 //   joining     a join was sent and awaits its welcome (or error)
 //   joined      welcomed: in the room
-//   waiting     closed; a new socket is due after the backoff
+//   waiting     closed; a new transport is due after the backoff
 //   closed      closed for good (the room is gone or archived)
+//
+// The WebSocket first (socket.js). A page whose socket cannot open, or dies
+// before its welcome, twice in a row, turns to the HTTP transport (http.js),
+// and from there tries a WebSocket again now and then in the background: one
+// that is welcomed takes over without a word.
 
-import { close, frames, urls } from "./config.js";
+import { fallback, frames } from "./config.js";
+import { openHttp } from "./http.js";
+import { available as socketsAvailable, openSocket } from "./socket.js";
 
-const PING_INTERVAL_MS = 15000;
-// A socket that answers no ping for this long is taken for dead (a laptop
-// that slept, a network that changed) and replaced.
-const PONG_TIMEOUT_MS = 10000;
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 5000;
+// Failures before a welcome, in a row, that turn the page to HTTP.
+const FAILURES_BEFORE_HTTP = 2;
 
 let current = "idle";
-let socket = null;
+// "websocket", or the HTTP transport's "stream" or "poll".
+let kind = socketsAvailable ? "websocket" : "stream";
+let transport = null;
+// A WebSocket tried in the background while HTTP carries the chat.
+let candidate = null;
 let attempts = 0;
+let failures = 0;
 let reconnectTimer = null;
-let pingTimer = null;
-let pongTimer = null;
-let abandonSocket = () => {};
-let listeners = { open() {}, frame() {}, closed() {} };
+let probeTimer = null;
+let listeners = {
+  open() {},
+  frame() {},
+  closed() {},
+  transport() {},
+  joinFrame: () => null,
+  lastSeq: () => null,
+};
 
 export function state() {
   return current;
 }
 
-// open(): the socket opened; frame(frame): one frame from the server;
-// closed({ opened, wasJoined, final }): the socket closed, before any reconnect.
+export function transportKind() {
+  return kind;
+}
+
+// open(): a join can go; frame(frame, { quiet }): one frame from the server
+// (quiet: a welcome that resumes, with nothing to tell the reader);
+// closed({ opened, wasJoined, final }): the transport ended, before any
+// reconnect; transport(kind): what carries the chat now; joinFrame(): the join
+// to send; lastSeq(): the page's cursor.
 export function listen(callbacks) {
   listeners = { ...listeners, ...callbacks };
 }
 
 export function send(frame) {
-  if (socket && socket.readyState === WebSocket.OPEN) {
-    socket.send(JSON.stringify(frame));
-    return true;
-  }
-  return false;
+  return transport !== null && transport.send(frame);
 }
 
 // A join that cannot go now (still connecting, or waiting to reconnect) goes
-// when the next socket opens.
+// when the next transport opens.
 export function join(frame) {
   if (send(frame)) current = "joining";
 }
@@ -54,69 +72,81 @@ export function join(frame) {
 export function welcomed() {
   current = "joined";
   attempts = 0;
-  startPing();
+  failures = 0;
+  transport.welcomed();
+  scheduleProbe();
 }
 
-// The socket stays open: the next nickname is tried on it.
+// The transport stays open: the next nickname is tried on it.
 export function joinRefused() {
   current = "connected";
 }
 
 // Given up on: closed, and tried again after the backoff.
 export function drop() {
-  socket.close();
+  transport.close();
 }
 
-function socketUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}${urls.socket}`;
+// One transport's events, heard only while it is the page's (or the
+// candidate's, until its welcome).
+function launch(kindNow) {
+  let self = null;
+  const events = {
+    opened() {
+      if (self === transport) {
+        current = "connected";
+        listeners.open();
+      } else if (self === candidate) {
+        self.send(listeners.joinFrame());
+      }
+    },
+    frame(frame, options = {}) {
+      if (self === transport) listeners.frame(frame, options);
+      else if (self === candidate) candidateFrame(frame);
+    },
+    ended(info) {
+      if (self === transport) ended(info);
+      else if (self === candidate) {
+        candidate = null;
+        scheduleProbe();
+      }
+    },
+    mode(next) {
+      if (self === transport) setKind(next);
+    },
+  };
+  self =
+    kindNow === "websocket"
+      ? openSocket(events)
+      : openHttp(events, { lastSeq: () => listeners.lastSeq(), mode: kindNow });
+  return self;
 }
 
 export function connect() {
   reconnectTimer = null;
   current = "connecting";
-  const ws = new WebSocket(socketUrl());
-  socket = ws;
-  let opened = false;
-  let ended = false;
-  const onClose = (code) => {
-    if (ended) return;
-    ended = true;
-    socketClosed(code, opened);
-  };
-  ws.addEventListener("open", () => {
-    opened = true;
-    current = "connected";
-    listeners.open();
-  });
-  ws.addEventListener("message", (event) => {
-    // An abandoned socket that was not quite dead has nothing more to say.
-    if (ws !== socket) return;
-    // Any frame shows the socket is alive.
-    clearTimeout(pongTimer);
-    pongTimer = null;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    listeners.frame(frame);
-  });
-  ws.addEventListener("close", (event) => onClose(event.code));
-  // A dead socket may take a long time to report its close: give up on it now
-  // (it has no close code to tell).
-  abandonSocket = () => {
-    ws.close();
-    onClose(null);
-  };
+  transport = launch(kind);
 }
 
-function socketClosed(code, opened) {
+function setKind(next) {
+  kind = next;
+  listeners.transport(kind);
+}
+
+function ended({ opened, final }) {
   const wasJoined = current === "joined";
-  stopPing();
-  // The room is gone or archived (its error frame said so): no retry.
-  const final = close.final.includes(code);
+  if (candidate !== null) {
+    candidate.discard();
+    candidate = null;
+  }
+  if (!wasJoined && kind === "websocket") {
+    failures += 1;
+    if (failures >= FAILURES_BEFORE_HTTP) {
+      failures = 0;
+      attempts = 0;
+      setKind("stream");
+    }
+  }
   current = final ? "closed" : "waiting";
   listeners.closed({ opened, wasJoined, final });
   if (!final) scheduleReconnect();
@@ -138,18 +168,35 @@ window.addEventListener("online", () => {
   connect();
 });
 
-function startPing() {
-  stopPing();
-  pingTimer = setInterval(() => {
-    if (send({ type: frames.PING }) && pongTimer === null) {
-      pongTimer = setTimeout(abandonSocket, PONG_TIMEOUT_MS);
+// While HTTP carries the chat, a WebSocket is tried every so often (±50 %).
+function scheduleProbe() {
+  if (!socketsAvailable || kind === "websocket" || probeTimer !== null) return;
+  const wait = fallback.websocket_retry_ms * (0.5 + Math.random());
+  probeTimer = setTimeout(() => {
+    probeTimer = null;
+    if (current === "joined" && kind !== "websocket" && candidate === null) {
+      candidate = launch("websocket");
     }
-  }, PING_INTERVAL_MS);
+  }, wait);
 }
 
-function stopPing() {
-  clearInterval(pingTimer);
-  clearTimeout(pongTimer);
-  pingTimer = null;
-  pongTimer = null;
+// The background socket's answer to its join. Welcomed, it takes over: its
+// welcome resumes from the page's cursor, so nothing is shown twice, and the
+// HTTP participant leaves without the room hearing of it (the socket holds the
+// nickname).
+function candidateFrame(frame) {
+  const next = candidate;
+  if (frame.type !== frames.WELCOME || current !== "joined") {
+    candidate = null;
+    next.discard();
+    scheduleProbe();
+    return;
+  }
+  candidate = null;
+  const previous = transport;
+  transport = next;
+  previous.discard();
+  setKind("websocket");
+  transport.welcomed();
+  listeners.frame(frame, { quiet: true });
 }

@@ -4,7 +4,10 @@
 //   config.js      what the server hands the page: room, codes, limits, URLs
 //   strings.js     the page's translated words
 //   log.js         the log's lines and messages
-//   connection.js  the socket, reconnecting, pings, the connection's state
+//   connection.js  the transport, reconnecting, the connection's state
+//   socket.js      the WebSocket transport, its pings
+//   http.js        the HTTP transport: POSTs, the event stream, long-polling
+//   tabs.js        one HTTP stream for the tabs of a room
 //   timeline.js    messages in seq order, history, gap fill, older pages
 //   composer.js    sending, pending and resending, typing signals
 //   presence.js    own nickname, the online list and count, who is typing
@@ -19,15 +22,33 @@ import * as presence from "./presence.js";
 import { t } from "./strings.js";
 import * as timeline from "./timeline.js";
 
-function sendJoin() {
-  connection.join({
+function joinFrame() {
+  return {
     type: frames.JOIN,
     nickname: presence.myNickname(),
     last_seq: timeline.lastSeq(),
-  });
+  };
 }
 
-function welcome(frame) {
+function sendJoin() {
+  connection.join(joinFrame());
+}
+
+const transportLine = document.getElementById("transport");
+
+function showTransport(kind) {
+  transportLine.textContent = t(`transport_${kind}`);
+  transportLine.dataset.transport = kind;
+}
+
+function welcome(frame, { quiet = false } = {}) {
+  if (quiet) {
+    // A stream, a poll or a new socket resuming from the page's cursor: the
+    // reader is in the room all along.
+    timeline.welcome(frame);
+    presence.setUsers(frame.users);
+    return;
+  }
   const first = !timeline.started();
   presence.setMyNickname(frame.nickname);
   connection.welcomed();
@@ -89,9 +110,12 @@ const handlers = {
 
 connection.listen({
   open: sendJoin,
-  frame(frame) {
+  joinFrame,
+  lastSeq: timeline.lastSeq,
+  transport: showTransport,
+  frame(frame, options) {
     const handler = handlers[frame.type];
-    if (handler) handler(frame);
+    if (handler) handler(frame, options);
   },
   closed({ opened, wasJoined, final }) {
     composer.stopTyping();
@@ -117,6 +141,8 @@ nickname.onChosen(
   },
   () => connection.state() === "joining",
 );
+
+showTransport(connection.transportKind());
 
 if (page.archived) {
   timeline.showArchived();

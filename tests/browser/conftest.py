@@ -55,7 +55,16 @@ def server(database, tmp_path_factory, _collected_static):
     daphne = Daphne(
         "browser",
         tmp_path_factory.mktemp("browser"),
-        server_env(database, "", **static_env()),
+        # A page on the HTTP transport tries its WebSocket again within 1-3 s,
+        # and a participant on it that went leaves after 3 s
+        # (tests/browser/test_http_transport.py).
+        server_env(
+            database,
+            "",
+            CHAT_WEBSOCKET_RETRY_SECONDS=2,
+            CHAT_HTTP_GRACE_SECONDS=3,
+            **static_env(),
+        ),
     )
     try:
         daphne.start()
@@ -132,23 +141,34 @@ class Pages:
         self.browser = browser
         self.server = server
         self.contexts = []
+        self.opened = 0
         # Every dialog and uncaught error on any page: injected script shows here.
         self.dialogs = []
         self.errors = []
         # Every WebSocket frame of every page, shown for a failed test.
         self.frames = []
 
-    def open(self, path, *, fake_clock=False, **context_options):
+    def open(self, path, *, fake_clock=False, script=None, **context_options):
         """A page at `path`; with fake_clock its timers run only when the test
-        moves the clock (page.clock.run_for)."""
+        moves the clock (page.clock.run_for); `script` runs before the page's
+        own."""
         context = self.browser.new_context(**context_options)
         context.set_default_timeout(WAIT_MS)
         self.contexts.append(context)
+        return self.open_in(context, path, fake_clock=fake_clock, script=script)
+
+    def open_in(self, context, path, *, fake_clock=False, script=None):
+        """Another page in the context of one opened before: another tab of the
+        same visitor."""
         page = context.new_page()
+        if script is not None:
+            page.add_init_script(script)
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
-        label = f"page {len(self.contexts)}"
+        self.opened += 1
+        label = f"page {self.opened}"
         page.on("websocket", lambda socket: self._watch(socket, label))
+        page.on("request", lambda request: self._request(request, label))
         if fake_clock:
             page.clock.install()
         page.goto(f"{self.server.http}{path}")
@@ -164,6 +184,14 @@ class Pages:
 
         socket.on("framesent", seen(">"))
         socket.on("framereceived", seen("<"))
+
+    def _request(self, request, label):
+        # The HTTP transport's traffic, shown beside the WebSocket frames.
+        if "/http/" in request.url:
+            stamp = time.strftime("%H:%M:%S", time.gmtime())
+            path = request.url.split("/http/", 1)[1].split("?")[0]
+            body = request.post_data or ""
+            self.frames.append(f"{stamp} {label} {request.method} {path} {body[:200]}")
 
     def _dialog(self, dialog):
         self.dialogs.append(dialog.message)

@@ -159,7 +159,7 @@ def test_every_name_the_scripts_take_from_the_config_is_given():
     for source in sources().values():
         used |= set(
             re.findall(
-                r"(?<![\w.])(frames|errors|close|limits|urls)((?:\.\w+)+)",
+                r"(?<![\w.])(frames|errors|close|limits|urls|fallback)((?:\.\w+)+)",
                 source,
             )
         )
