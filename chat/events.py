@@ -10,6 +10,7 @@ msgpack, which cannot carry datetimes or UUIDs.
 import asyncio
 import contextvars
 import logging
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -124,6 +125,10 @@ async def room_send(
     """
     event: dict[str, Any] = {
         "type": EVENT_TYPE,
+        # The same on every instance that receives it: a long-poll that reaches
+        # two instances in turn hears of it from both, and tells it once
+        # (chat/http_streams.py).
+        "id": secrets.token_hex(6),
         "room": room_id,
         "frames": list(frames),
         "exclude": exclude,

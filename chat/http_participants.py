@@ -44,6 +44,8 @@ TICKET_SALT = "chat.http.ticket"
 # up by seq (nothing of the room's history is lost).
 MAX_QUEUED_EVENTS = 1000
 HEARTBEAT = b": keep-alive\n\n"
+# Cursors a poll may carry, at most (one per instance it went round).
+MAX_CURSORS = 8
 
 
 @dataclass(frozen=True)
@@ -87,11 +89,13 @@ def ticket_read(value: str | None, *, room_id: int, visitor: str | None) -> Tick
 
 @dataclass(frozen=True)
 class Queued:
-    """One frame waiting: as JSON text (for a poll) and as an event (a stream)."""
+    """One frame waiting: as JSON text (for a poll) and as an event (a stream),
+    with its key (chat/hub.py's Event.key) for a poll to tell it once."""
 
     number: int
     text: str
     event: bytes
+    key: str | None = None
 
 
 class HttpParticipant:
@@ -182,12 +186,12 @@ class HttpParticipant:
         if self.gone or self.final or self.stale:
             return
         for event in batch.wanted_by(self.connection_id, self.floor):
-            self._put(event.message["text"], event.stream)
+            self._put(event.message["text"], event.stream, event.key)
             if event.close:
                 self.final = True
                 break
 
-    def _put(self, text: str, event: bytes) -> None:
+    def _put(self, text: str, event: bytes, key: str | None = None) -> None:
         if len(self.queue) >= MAX_QUEUED_EVENTS:
             # Its reader is too slow or away: it catches up by seq instead.
             logger.warning(
@@ -197,7 +201,7 @@ class HttpParticipant:
             self.stale = True
         else:
             self.numbered += 1
-            self.queue.append(Queued(self.numbered, text, event))
+            self.queue.append(Queued(self.numbered, text, event, key))
         self.wake.set()
 
     async def restore_presence(self) -> None:
@@ -287,7 +291,7 @@ class HttpParticipant:
 
     async def poll(
         self, after: int, *, ended: asyncio.Event, hold: float
-    ) -> tuple[list[str], str]:
+    ) -> tuple[list[Queued], str]:
         """The frames queued after number `after`, waiting up to `hold` seconds
         for one; and the cursor that acknowledges them."""
         self.queue = [q for q in self.queue if q.number > after]
@@ -299,15 +303,17 @@ class HttpParticipant:
                         await self.wake.wait()
                         self.wake.clear()
         through = self.queue[-1].number if self.queue else after
-        return [q.text for q in self.queue], f"{self.epoch}.{through}"
+        return list(self.queue), f"{self.epoch}.{through}"
 
-    def cursor_number(self, cursor: str | None) -> int | None:
-        """The number a cursor of this participant acknowledges, or None for
-        none, or another's."""
-        epoch, _dot, number = (cursor or "").partition(".")
-        if epoch != self.epoch or not number.isdigit() or len(number) > 18:
-            return None
-        return int(number) if int(number) <= self.numbered else None
+    def cursor_number(self, cursors: str | None) -> int | None:
+        """The number this participant's cursor among `cursors` (comma
+        separated: a poll that goes round several instances carries each
+        one's) acknowledges, or None when there is none of its own."""
+        for cursor in (cursors or "").split(",")[:MAX_CURSORS]:
+            epoch, _dot, number = cursor.partition(".")
+            if epoch == self.epoch and number.isdigit() and len(number) <= 18:
+                return int(number) if int(number) <= self.numbered else None
+        return None
 
     # Leaving -----------------------------------------------------------------
 

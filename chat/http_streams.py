@@ -18,6 +18,7 @@ participant.
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -235,10 +236,11 @@ class EventsEndpoint(Endpoint):
 
 
 class PollEndpoint(Endpoint):
-    """GET /http/rooms/<slug>/poll?ticket=T&last_seq=N[&cursor=C]: the frames
-    queued since the cursor, as JSON, held up to CHAT_POLL_HOLD_SECONDS while
-    there are none. A welcome comes first where the cursor is not this
-    process's (the first poll, or one that reached another instance)."""
+    """GET /http/rooms/<slug>/poll?ticket=T&last_seq=N[&cursor=C,...]: the
+    frames queued since this process's cursor, as JSON, held up to
+    CHAT_POLL_HOLD_SECONDS while there are none. A welcome comes first where
+    no cursor is this process's (the first poll, or the first to reach this
+    instance)."""
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = query_of(scope)
@@ -252,7 +254,7 @@ class PollEndpoint(Endpoint):
                 after = 0
             watcher = asyncio.create_task(watch(receive, ended, participant))
             try:
-                texts, cursor = await participant.poll(
+                queued, cursor = await participant.poll(
                     after, ended=ended, hold=settings.CHAT_POLL_HOLD_SECONDS
                 )
             finally:
@@ -260,5 +262,9 @@ class PollEndpoint(Endpoint):
             if ended.is_set():
                 return
             # The frames are JSON already, encoded once for every participant.
-            body = f'{{"frames":[{",".join(texts)}],"cursor":"{cursor}"}}'
+            # Each has its key beside it (or null): the same on every instance,
+            # so that a client whose polls go round them tells each frame once.
+            frames = ",".join(q.text for q in queued)
+            keys = json.dumps([q.key for q in queued])
+            body = f'{{"frames":[{frames}],"keys":{keys},"cursor":"{cursor}"}}'
             await respond(send, 200, body.encode(), JSON_HEADERS)

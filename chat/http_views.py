@@ -128,7 +128,11 @@ async def http_join(request: HttpRequest, slug: str) -> HttpResponse:
     visitor = visitor_for(request)
     frame = frame_of(request)
     if not isinstance(frame, protocol.Join):
-        raise ProtocolError(protocol.NOT_JOINED, _("Send a join frame first."))
+        raise ProtocolError(
+            protocol.NOT_JOINED,
+            _("Send a join frame first."),
+            getattr(frame, "client_id", None) or None,
+        )
     if await admission.join_refused(visitor=visitor, address=request_address(request)):
         raise admission.join_refusal()
     # Before the participant's connection is recorded: it names this instance.
@@ -149,10 +153,17 @@ async def http_join(request: HttpRequest, slug: str) -> HttpResponse:
 @answers_frames
 async def http_send(request: HttpRequest, slug: str) -> HttpResponse:
     room = await room_for(slug)
-    ticket = ticket_read(
-        request.GET.get("ticket"), room_id=room.pk, visitor=visitor_of_request(request)
-    )
     frame = frame_of(request)
+    try:
+        ticket = ticket_read(
+            request.GET.get("ticket"),
+            room_id=room.pk,
+            visitor=visitor_of_request(request),
+        )
+    except ProtocolError as exc:
+        # A refused message names its client_id, as on a socket.
+        exc.client_id = getattr(frame, "client_id", None) or None
+        raise
     if isinstance(frame, protocol.Join):
         raise ProtocolError(protocol.ALREADY_JOINED, _("You have already joined."))
     if isinstance(frame, protocol.Message):

@@ -66,6 +66,7 @@ class Event:
         "exclude",
         "expendable",
         "frame",
+        "key",
         "message",
         "seq",
     )
@@ -75,10 +76,14 @@ class Event:
         frame: dict[str, Any],
         exclude: str | None = None,
         close: int | None = None,
+        key: str | None = None,
     ) -> None:
         self.frame = frame
         self.exclude = exclude
         self.close = close
+        # The same on every instance (the layer event's id and the frame's
+        # place in it), or None from an instance that gives none.
+        self.key = key
         self.expendable = self.frame["type"] in EXPENDABLE
         is_message = self.frame["type"] == protocol.MESSAGE
         self.seq = int(self.frame["seq"]) if is_message else None
@@ -261,8 +266,11 @@ class Hub:
             excludes = event.get("excludes")
             if not isinstance(excludes, list) or len(excludes) != len(frames):
                 excludes = [exclude] * len(frames)
+            event_id = event.get("id")
             room_events: list[Event] = []
-            for frame, frame_exclude in zip(frames, excludes, strict=True):
+            for place, (frame, frame_exclude) in enumerate(
+                zip(frames, excludes, strict=True)
+            ):
                 at_bound = self.pending_count + len(room_events) >= MAX_PENDING_EVENTS
                 # Past the bound the rest is dropped, typing first; clients
                 # catch up by seq.
@@ -272,7 +280,8 @@ class Hub:
                 ):
                     lost[drops.kind_of([frame])] += 1
                     continue
-                room_events.append(Event(frame, frame_exclude, close))
+                key = f"{event_id}.{place}" if isinstance(event_id, str) else None
+                room_events.append(Event(frame, frame_exclude, close, key))
         except (KeyError, TypeError, ValueError, AttributeError):
             drops.dropped("hub_bad_event", "event", room=room_id)
             return

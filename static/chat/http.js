@@ -11,13 +11,20 @@ import { errors, fallback, frames, page, urls } from "./config.js";
 import { t } from "./strings.js";
 import { share } from "./tabs.js";
 
+// A POST with no answer by then is taken as lost (a message goes again, under
+// its client_id, so it is saved once); the POSTs after it wait meanwhile.
+const POST_TIMEOUT_MS = 10000;
 const POLL_RETRY_MS = 1000;
+// The instances' cursors a poll carries, and the frames' keys remembered.
+const CURSORS_KEPT = 4;
+const TOLD_KEPT = 1000;
 const POLL_RETRY_MAX_MS = 10000;
 
 async function post(url, frame) {
   const response = await fetch(url, {
     method: "POST",
     credentials: "same-origin",
+    signal: AbortSignal.timeout(POST_TIMEOUT_MS),
     headers: { "Content-Type": "application/json", "X-CSRFToken": page.csrfToken },
     body: JSON.stringify(frame),
   });
@@ -33,6 +40,8 @@ export function openHttp(events, { lastSeq, mode = "stream" }) {
   let polling = null;
   let streamTimer = null;
   let tabs = null;
+  // The POSTs of frames, chained.
+  let sending = Promise.resolve();
   // Settles the Web Lock (tabs.js) of a stream this tab leads.
   let streamOver = () => {};
 
@@ -100,13 +109,27 @@ export function openHttp(events, { lastSeq, mode = "stream" }) {
     });
   }
 
+  // Polls may go round several instances, each holding its own copy of the
+  // participant: each instance's cursor is kept (by its epoch, the part
+  // before the dot), and a frame that two of them bring is told once.
+  const cursors = new Map();
+  const told = new Set();
+
+  function tellOnce(key) {
+    if (key === null) return true;
+    if (told.has(key)) return false;
+    told.add(key);
+    if (told.size > TOLD_KEPT) told.delete(told.values().next().value);
+    return true;
+  }
+
   async function poll() {
-    let cursor = "";
     let retry = POLL_RETRY_MS;
     while (!ended) {
       polling = new AbortController();
       let response;
       try {
+        const cursor = [...cursors.values()].join(",");
         response = await fetch(`${urls.http_poll}?${ticketQuery({ cursor })}`, {
           credentials: "same-origin",
           cache: "no-store",
@@ -130,10 +153,15 @@ export function openHttp(events, { lastSeq, mode = "stream" }) {
       } catch {
         continue;
       }
-      cursor = body.cursor;
-      for (const frame of body.frames) {
-        deliver(frame, { quiet: frame.type === frames.WELCOME });
-      }
+      const [epoch] = body.cursor.split(".");
+      cursors.delete(epoch);
+      cursors.set(epoch, body.cursor);
+      if (cursors.size > CURSORS_KEPT) cursors.delete(cursors.keys().next().value);
+      body.frames.forEach((frame, i) => {
+        if (tellOnce(body.keys[i])) {
+          deliver(frame, { quiet: frame.type === frames.WELCOME });
+        }
+      });
     }
   }
 
@@ -170,19 +198,24 @@ export function openHttp(events, { lastSeq, mode = "stream" }) {
       return true;
     }
     if (ticket === null) return false;
-    post(`${urls.http_send}?${new URLSearchParams({ ticket })}`, frame)
-      .then((answer) => {
-        if (answer && !ended) events.frame(answer);
-      })
-      .catch(() => {
-        // The server was not reached: a message goes again by itself.
-        if (frame.type === frames.MESSAGE && !ended) {
-          const refusal = { type: frames.ERROR, code: errors.codes.UNAVAILABLE };
-          refusal.message = t("send_failed");
-          refusal.client_id = frame.client_id;
-          events.frame(refusal);
-        }
-      });
+    // One at a time, in the order sent, as on a socket: two POSTs at once may
+    // reach two instances and be saved the other way round.
+    const url = `${urls.http_send}?${new URLSearchParams({ ticket })}`;
+    sending = sending.then(() =>
+      post(url, frame)
+        .then((answer) => {
+          if (answer && !ended) events.frame(answer);
+        })
+        .catch(() => {
+          // The server was not reached: a message goes again by itself.
+          if (frame.type === frames.MESSAGE && !ended) {
+            const refusal = { type: frames.ERROR, code: errors.codes.UNAVAILABLE };
+            refusal.message = t("send_failed");
+            refusal.client_id = frame.client_id;
+            events.frame(refusal);
+          }
+        }),
+    );
     return true;
   }
 
