@@ -19,6 +19,7 @@ import sys
 import time
 
 from .client import Client
+from .http_client import HttpClient
 from .servers import Cluster, cpu_seconds, rss_bytes
 
 
@@ -34,12 +35,18 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def connect_all(cluster, count, stats, concurrency=50):
+async def connect_all(cluster, count, stats, concurrency=50, transport="ws"):
     """Connect and join `count` clients, spread over the instances."""
     gate = asyncio.Semaphore(concurrency)
     urls = cluster.ws_urls("general")
+    sites = cluster.http_urls()
 
     async def start(index):
+        if transport == "http":
+            async with gate:
+                return await HttpClient.join(
+                    sites[index % len(sites)], "general", f"b{index}", stats.latencies
+                )
         url, origin = urls[index % len(urls)]
         async with gate:
             client = await Client.connect(url, origin, stats.latencies)
@@ -111,7 +118,9 @@ async def measure(args):
             )
         },
     ) as cluster:
-        receivers = await connect_all(cluster, args.clients, stats)
+        receivers = await connect_all(
+            cluster, args.clients, stats, transport=args.transport
+        )
         await settle(cluster.server_pids())
         rss_connected = sum(rss_bytes(pid) for pid in cluster.server_pids())
         senders = receivers[: args.senders]
@@ -137,6 +146,7 @@ async def measure(args):
     server_cpu = cpu_after - cpu_before
     lat = stats.latencies
     result = {
+        "transport": args.transport,
         "server": args.server,
         "layer": args.layer,
         "instances": args.instances,
@@ -205,6 +215,12 @@ def main():
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--layer", choices=["core", "pubsub"], default="core")
+    parser.add_argument(
+        "--transport",
+        choices=["ws", "http"],
+        default="ws",
+        help="http: every client on the HTTP transport (POSTs, an event stream)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
     if args.senders > args.clients:

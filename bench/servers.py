@@ -51,6 +51,9 @@ class Cluster:
     def redis_pid(self):
         return self.cluster.redis.pid
 
+    def http_urls(self):
+        return [s.http for s in self.cluster.servers]
+
     def ws_urls(self, slug):
         return [(s.ws_url(slug), s.origin) for s in self.cluster.servers]
 
@@ -63,11 +66,15 @@ class Cluster:
     def _start(self):
         self.workdir = tempfile.TemporaryDirectory(prefix="chat-bench-")
         self.database = Database(self.workdir.name)
+        # The room page (which the HTTP clients open for their cookies) needs
+        # the static files collected, as in a deployment.
+        self.env["STATIC_ROOT"] = str(Path(self.workdir.name) / "static")
         self.cluster = ProcessCluster(
             self.workdir.name, self.database, instances=0, env=self.env
         )
         try:
             self.database.create(server_env(self.database, "", **self.env))
+            self.database.manage("collectstatic", "--noinput", "-v", "0")
             self.cluster.start()
             for _ in range(self.instances):
                 self.cluster.add_server(self.kind)

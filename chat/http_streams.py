@@ -227,6 +227,8 @@ class EventsEndpoint(Endpoint):
                     write,
                     ended=ended,
                     heartbeat=settings.CHAT_STREAM_HEARTBEAT_SECONDS,
+                    # chat.transport.StreamMiddleware's view of the response.
+                    direct=scope.get("stream"),
                 )
                 if not ended.is_set():
                     with contextlib.suppress(Exception):

@@ -30,7 +30,7 @@ from . import counters, drops, events, protocol
 from .liveness import Liveness
 from .logs import cause
 from .loops import loop_local
-from .transport import frames, text_frame
+from .transport import chunk, frames, text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +122,29 @@ class Batch:
         seqs = [e.seq for e in events if e.seq is not None]
         self.min_seq = min(seqs) if seqs else None
         self._data: bytes | None = None
+        self._stream: bytes | None = None
+        self._chunk: bytes | None = None
 
     @property
     def data(self) -> bytes:
         if self._data is None:
             self._data = frames(self.events)
         return self._data
+
+    @property
+    def stream(self) -> bytes:
+        """The lot as Server-Sent Events, joined once for every stream."""
+        if self._stream is None:
+            self._stream = b"".join(e.stream for e in self.events)
+        return self._stream
+
+    @property
+    def stream_chunk(self) -> bytes:
+        """The same as one chunk of an HTTP/1.1 response, for streams written
+        directly (chat/transport.py)."""
+        if self._chunk is None:
+            self._chunk = chunk(self.stream)
+        return self._chunk
 
     def wanted_by(self, connection_id: str, floor: int) -> list[Event]:
         """The events for one socket: all of them, but its own echoes and the

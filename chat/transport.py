@@ -171,6 +171,19 @@ TWISTED_TRANSPORT = Needs(
         "resumeProducing": None,
     },
 )
+# Daphne's WebRequest, a twisted.web Request, for an HTTP response streamed in
+# chunks (TwistedStream: the HTTP transport's event streams).
+TWISTED_REQUEST = Needs(
+    "twisted",
+    "http.Request",
+    {
+        "channel": None,
+        "chunked": None,
+        "startedWriting": None,
+        "finished": None,
+        "_disconnected": None,
+    },
+)
 # Daphne's WebSocketProtocol, an autobahn WebSocketServerProtocol.
 AUTOBAHN_PROTOCOL = Needs(
     "autobahn",
@@ -525,6 +538,62 @@ async def deliver(
     return Delivery.ASGI
 
 
+def chunk(data: bytes) -> bytes:
+    """Bytes as one chunk of a chunked HTTP/1.1 response body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+class TwistedStream:
+    """
+    Daphne: an event stream's response, written to its TCP connection
+    directly, in chunks framed once for every stream (the hub's Batch), as
+    sockets get their frames. Through ASGI each stream's delivery cost its
+    own call chain and framing: about four times a socket's CPU per delivery
+    at 1000 participants (docs/benchmarks.md).
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.socket = TwistedSocket(request.channel)
+
+    def writable(self) -> bool:
+        """Whether a chunk may be written now: the response has begun (its
+        headers went out) in chunked form, and has not ended."""
+        request = self.request
+        return bool(
+            request.chunked
+            and request.startedWriting
+            and not request.finished
+            and not request._disconnected
+            and request.channel is not None
+        )
+
+    def buffered(self) -> int:
+        return self.socket.buffered()
+
+    def write(self, framed: bytes) -> None:
+        self.socket.write(framed)
+
+    def cut_later(self) -> None:
+        self.socket.cut_later()
+
+
+def stream_for(send: Send | None) -> TwistedStream | None:
+    """The response behind an HTTP `send` callable, written to directly where
+    the server is Daphne and has all the contract asks; None otherwise (the
+    stream then goes through ASGI)."""
+    if not isinstance(send, functools.partial) or not send.args:
+        return None
+    if _library_of(getattr(send.func, "__self__", None)) != "daphne":
+        return None
+    request = send.args[0]
+    if TWISTED_REQUEST.problems(request):
+        return None
+    if TWISTED_TRANSPORT.problems(getattr(request.channel, "transport", None)):
+        return None
+    return TwistedStream(request)
+
+
 class TwistedSocket:
     """Daphne: an autobahn protocol over a Twisted TCP transport."""
 
@@ -835,6 +904,24 @@ class SocketMiddleware:
             # The application is done with the socket (closed, or cancelled by
             # the server): its place is free.
             capacity.connections.release()
+
+
+class StreamMiddleware:
+    """
+    Outermost for HTTP, as SocketMiddleware is for WebSockets, so that it sees
+    the server's own send: the HTTP transport's requests get their response's
+    TwistedStream (or None) in the scope as ``stream``.
+    """
+
+    def __init__(self, inner: Callable[..., Awaitable[None]]) -> None:
+        self.inner = inner
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/http/"):
+            scope = dict(scope, stream=stream_for(send))
+        return await self.inner(scope, receive, send)
 
 
 async def refuse_full(sock: Socket | None, receive: Receive, send: Send) -> None:

@@ -19,13 +19,15 @@ from django.urls import re_path  # noqa: E402
 
 from chat.origins import SiteOriginValidator  # noqa: E402
 from chat.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
-from chat.transport import SocketMiddleware  # noqa: E402
+from chat.transport import SocketMiddleware, StreamMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The HTTP transport's streams and polls; every other request is Django's.
-        "http": URLRouter(
-            [*http_urlpatterns, re_path(r"", django_asgi_app)]  # type: ignore[arg-type]
+        "http": StreamMiddleware(
+            URLRouter(
+                [*http_urlpatterns, re_path(r"", django_asgi_app)]  # type: ignore[arg-type]
+            )
         ),
         # Outermost, so that it sees the server's own send callable.
         "websocket": SocketMiddleware(
