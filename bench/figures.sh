@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every run behind docs/benchmarks.md, in order (about 17 minutes). Run it on an
+# Every run behind docs/benchmarks.md, in order (about 19 minutes). Run it on an
 # otherwise idle machine; set DATABASE_URL to measure on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ sweep() { echo "## $*"; .venv/bin/python -m bench.run "$@" | grep -E '^(rate|sat
 for clients in 100 500 1000; do
   run --clients "$clients" --rate 10 --duration 20
 done
+run --clients 1000 --rate 10 --duration 20 --transport http
 run --clients 1000 --rate 10 --duration 20 --layer pubsub
 run --clients 1000 --rate 10 --duration 20 --server uvicorn
 run --clients 1000 --rate 10 --duration 20 --server uvicorn --layer pubsub
