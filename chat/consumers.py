@@ -359,18 +359,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.nickname is None:
             return
         try:
-            restored = await presence.aroom_join(
+            await presence.aroom_restore(
                 room_id=self.joined_room.pk,
                 nickname=self.nickname,
                 visitor=self.visitor,
                 user=self.user,
                 connection_id=self.connection_id,
                 instance=self.instance,
-            )
-            await presence.aroom_join_announce(
-                room_id=self.joined_room.pk,
-                presence=restored,
-                connection_id=self.connection_id,
             )
         except Exception as exc:  # noqa: BLE001 - the client rejoins instead
             if isinstance(exc, ProtocolError):

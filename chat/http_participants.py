@@ -275,18 +275,13 @@ class HttpParticipant:
             return
         if self.holders:
             try:
-                restored = await presence.aroom_join(
+                await presence.aroom_restore(
                     room_id=self.room.pk,
                     nickname=self.ticket.nickname,
                     visitor=self.ticket.visitor,
                     user=self.user,
                     connection_id=self.connection_id,
                     instance=self.instance,
-                )
-                await presence.aroom_join_announce(
-                    room_id=self.room.pk,
-                    presence=restored,
-                    connection_id=self.connection_id,
                 )
                 return
             except Exception as exc:  # noqa: BLE001 - welcomed again instead

@@ -294,6 +294,32 @@ async def aroom_join_announce(
         )
 
 
+async def aroom_restore(
+    *,
+    room_id: int,
+    nickname: str,
+    visitor: str,
+    user: User,
+    connection_id: str,
+    instance: str,
+) -> None:
+    """Record a connection again after its instance was reaped (taken for
+    dead while cut off from the database), and tell the room when that
+    brought the nickname back in; ProtocolError when another visitor took the
+    nickname meanwhile."""
+    restored = await aroom_join(
+        room_id=room_id,
+        nickname=nickname,
+        visitor=visitor,
+        user=user,
+        connection_id=connection_id,
+        instance=instance,
+    )
+    await aroom_join_announce(
+        room_id=room_id, presence=restored, connection_id=connection_id
+    )
+
+
 async def aroom_leave(
     *, connection_id: str, instance: str | None = None
 ) -> Departure | None:

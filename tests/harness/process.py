@@ -16,6 +16,10 @@ STOP_TIMEOUT = 10
 class Process:
     """A child process with its output in a log file; stopped by its own PID."""
 
+    # Whether it leads a process group of its own (with the children it
+    # starts), to be stopped together by its PID.
+    own_group = False
+
     def __init__(self, name: str, log_path: str | Path) -> None:
         self.name = name
         self.log_path = Path(log_path)
@@ -30,6 +34,7 @@ class Process:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.own_group,
             )
 
     @property

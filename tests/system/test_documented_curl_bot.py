@@ -6,13 +6,11 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.harness.process import ROOT, STOP_TIMEOUT, Process
+from tests.harness.process import STOP_TIMEOUT, Process
 from tests.unit.test_protocol import DOC
 
 # All the bot may run besides the shell and its builtins: it runs with a PATH
@@ -35,17 +33,7 @@ class ShellBot(Process):
     """The bot's shell, in a process group of its own with the curl and sed it
     starts: stopped together, by the shell's PID (the group's id)."""
 
-    def spawn(self, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    own_group = True
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         if self.proc is None:
