@@ -32,6 +32,13 @@ What for:
    Daphne stop reading as uvicorn does, and cuts a client that gets more than
    MAX_WAITING_FRAMES waiting.
 
+5. Writing the HTTP transport's event streams (Daphne only): the same lot of
+   events, framed once as a chunk of a chunked response, written to every
+   stream's connection (``TwistedStream``, put in the scope as ``stream`` by
+   ``StreamMiddleware``); under uvicorn, and where Daphne lacks part of
+   TWISTED_REQUEST, streams go through ASGI. Each process logs the path of its
+   first stream (``stream path=direct server=daphne ...``).
+
 The middleware puts a ``Socket`` in the scope as ``socket``, or None under any
 other server (or the test communicator): then the consumer sends through ASGI
 and knows nothing of buffers. It also counts the process's WebSockets
@@ -42,8 +49,9 @@ The contract
 All of this reads attributes the servers do not promise to keep (Twisted's
 ``_tempDataLen`` and ``_aborting``, autobahn's ``_perMessageCompress``, the
 ``send`` Daphne and uvicorn hand the application, uvicorn's ``conn``...). What
-is read is listed once, below (TWISTED_TRANSPORT, AUTOBAHN_PROTOCOL,
-UVICORN_PROTOCOL, WEBSOCKETS_CONNECTION), for the releases in WRITTEN_FOR:
+is read is listed once, below (TWISTED_TRANSPORT, TWISTED_REQUEST,
+AUTOBAHN_PROTOCOL, UVICORN_PROTOCOL, WEBSOCKETS_CONNECTION), for the releases in
+WRITTEN_FOR:
 
 - each process checks the list against its first socket and logs, once, the
   path its server gives and why (``delivery path=direct server=daphne ...`` or
@@ -259,10 +267,11 @@ class Path:
     server: str  # "daphne", "uvicorn", or "unknown"
     reason: str = ""
 
-    def line(self) -> str:
-        """The start-up line, for the log."""
+    def line(self, what: str = "delivery") -> str:
+        """The start-up line, for the log: of sockets' deliveries, or of event
+        streams (`what`)."""
         parts = [
-            "delivery",
+            what,
             f"path={'direct' if self.direct else 'asgi'}",
             f"server={self.server}",
         ]
@@ -367,7 +376,8 @@ def _probe_daphne() -> list[str]:
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketFactory
     from twisted.internet import tcp
-    from twisted.internet.testing import MemoryReactorClock
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+    from twisted.web.http import HTTPChannel, Request
 
     # A reactor that records what is asked of it, and runs nothing.
     reactor: Any = MemoryReactorClock()
@@ -383,6 +393,11 @@ def _probe_daphne() -> list[str]:
         protocol.makeConnection(connection)
         problems = AUTOBAHN_PROTOCOL.problems(protocol)
         problems += TWISTED_TRANSPORT.problems(connection)
+        # The HTTP response an event stream writes to (TwistedStream): the
+        # attributes are Twisted's Request's, which Daphne's WebRequest extends.
+        channel: Any = HTTPChannel()
+        channel.transport = StringTransport()
+        problems += TWISTED_REQUEST.problems(Request(channel))
         handed = {}
 
         def application(**kwargs: Any) -> Awaitable[None]:
@@ -578,20 +593,42 @@ class TwistedStream:
         self.socket.cut_later()
 
 
-def stream_for(send: Send | None) -> TwistedStream | None:
+def detect_stream(send: Send | None) -> tuple[TwistedStream | None, Path]:
     """The response behind an HTTP `send` callable, written to directly where
-    the server is Daphne and has all the contract asks; None otherwise (the
-    stream then goes through ASGI)."""
+    the server is Daphne and has all the contract asks (None otherwise: the
+    stream goes through ASGI), and the path its events take."""
     if not isinstance(send, functools.partial) or not send.args:
-        return None
+        kind = type(getattr(send, "__self__", send)).__qualname__
+        return None, Path(False, "unknown", f"send of a {kind}, not Daphne's")
     if _library_of(getattr(send.func, "__self__", None)) != "daphne":
-        return None
+        return None, Path(False, "unknown", "not Daphne's send")
     request = send.args[0]
-    if TWISTED_REQUEST.problems(request):
-        return None
-    if TWISTED_TRANSPORT.problems(getattr(request.channel, "transport", None)):
-        return None
-    return TwistedStream(request)
+    problems = TWISTED_REQUEST.problems(request)
+    if not problems:
+        problems = TWISTED_TRANSPORT.problems(
+            getattr(request.channel, "transport", None)
+        )
+    if problems:
+        return None, Path(False, "daphne", "; ".join(problems))
+    return TwistedStream(request), Path(True, "daphne")
+
+
+_stream_path_reported = False
+
+
+def stream_for(send: Send | None) -> TwistedStream | None:
+    """detect_stream()'s stream; the process logs its path once, at its first
+    event stream (``stream path=direct server=daphne ...``)."""
+    global _stream_path_reported
+    found, path = detect_stream(send)
+    if not _stream_path_reported:
+        _stream_path_reported = True
+        logger.log(
+            logging.INFO if path.direct else logging.WARNING,
+            "%s",
+            path.line("stream"),
+        )
+    return found
 
 
 class TwistedSocket:

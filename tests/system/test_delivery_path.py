@@ -1,5 +1,6 @@
 """
-Under the real servers, room events are written straight to the sockets
+Under the real servers, room events are written straight to the sockets (and,
+under Daphne, to the HTTP transport's event streams)
 (chat/transport.py), not sent through ASGI: each process says which path its
 server gives in one line at its first socket, and says so again the first time
 a socket's deliveries fall back to ASGI. A Daphne, Twisted, autobahn, uvicorn or
@@ -9,8 +10,11 @@ with that line, which names the attribute that changed.
 
 import asyncio
 import importlib.metadata
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -110,3 +114,69 @@ async def test_a_socket_whose_deliveries_fall_back_is_reported(
         'delivery_fallback server=uvicorn reason="per-message compression '
         'negotiated (--ws-per-message-deflate false keeps it off)"'
     )
+
+
+async def _ask(server: Daphne, head: str, body: bytes = b"") -> bytes:
+    """One request on a connection of its own; the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(head.encode() + body)
+    try:
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def _open_stream(server: Daphne, slug: str) -> asyncio.StreamWriter:
+    """A participant on the HTTP transport whose event stream has begun."""
+    page = await _ask(
+        server,
+        f"GET /rooms/{slug}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    cookies = dict(re.findall(rb"Set-Cookie: (visitor|csrftoken)=([^;]+)", page))
+    cookie = f"visitor={cookies[b'visitor'].decode()}"
+    cookie += f"; csrftoken={cookies[b'csrftoken'].decode()}"
+    join = json.dumps({"type": "join", "nickname": "streamer"}).encode()
+    answer = await _ask(
+        server,
+        f"POST /http/rooms/{slug}/join HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Cookie: {cookie}\r\n"
+        f"X-CSRFToken: {cookies[b'csrftoken'].decode()}\r\n"
+        f"Content-Length: {len(join)}\r\nConnection: close\r\n\r\n",
+        join,
+    )
+    ticket = re.search(rb'"ticket":"([^"]+)"', answer)
+    assert ticket, answer[:300]
+    path = f"/http/rooms/{slug}/events?ticket={quote(ticket.group(1).decode())}"
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b'"type":"welcome"'), 10)
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return writer
+
+
+def _stream_lines(server: Daphne) -> list[str]:
+    return [
+        line.partition(" chat.transport ")[2]
+        for line in server.log().splitlines()
+        if " chat.transport stream" in line
+    ]
+
+
+async def test_daphne_writes_event_streams_directly(
+    cluster: Cluster, room: FreshRoom
+) -> None:
+    daphne = cluster.add_server(Daphne)
+    writer = await _open_stream(daphne, room.slug)
+    try:
+        wait_until(lambda: _stream_lines(daphne), 10, "the stream path line")
+        expected = "stream path=direct server=daphne " + " ".join(
+            f"{library}={importlib.metadata.version(library)}"
+            for library in transport.SERVER_LIBRARIES["daphne"]
+        )
+        lines = _stream_lines(daphne)
+        assert [line.split(' untested="')[0] for line in lines] == [expected], lines
+    finally:
+        writer.close()
+    assert not cluster.tracebacks()
