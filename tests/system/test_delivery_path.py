@@ -58,12 +58,13 @@ def fixture_cluster(
         yield cluster
 
 
-def delivery_lines(server: Daphne) -> list[str]:
-    """What a server's process logged of its delivery path."""
+def delivery_lines(server: Daphne, what: str = "delivery") -> list[str]:
+    """What a server's process logged of its sockets' delivery path (or of its
+    event streams': `what` "stream")."""
     return [
         line.partition(" chat.transport ")[2]
         for line in server.log().splitlines()
-        if " chat.transport delivery" in line
+        if f" chat.transport {what}" in line
     ]
 
 
@@ -156,26 +157,18 @@ async def _open_stream(server: Daphne, slug: str) -> asyncio.StreamWriter:
     return writer
 
 
-def _stream_lines(server: Daphne) -> list[str]:
-    return [
-        line.partition(" chat.transport ")[2]
-        for line in server.log().splitlines()
-        if " chat.transport stream" in line
-    ]
-
-
 async def test_daphne_writes_event_streams_directly(
     cluster: Cluster, room: FreshRoom
 ) -> None:
     daphne = cluster.add_server(Daphne)
     writer = await _open_stream(daphne, room.slug)
     try:
-        wait_until(lambda: _stream_lines(daphne), 10, "the stream path line")
+        wait_until(lambda: delivery_lines(daphne, "stream"), 10, "the stream path line")
         expected = "stream path=direct server=daphne " + " ".join(
             f"{library}={importlib.metadata.version(library)}"
             for library in transport.SERVER_LIBRARIES["daphne"]
         )
-        lines = _stream_lines(daphne)
+        lines = delivery_lines(daphne, "stream")
         assert [line.split(' untested="')[0] for line in lines] == [expected], lines
     finally:
         writer.close()
