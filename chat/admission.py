@@ -16,10 +16,13 @@ from .services import save_queue
 
 logger = logging.getLogger(__name__)
 
-# Typing signals and pings per visitor and room over HTTP (a socket has its own
-# bucket of the same size, chat/consumers.py): beyond it they are dropped
-# without a word.
-SIGNALS = limits.Window.of("signal", burst=10, per_second=5)
+# Typing signals and pings: a burst, then so many a second. A socket counts its
+# own in a bucket of this size (chat/consumers.py); over HTTP they are counted
+# per visitor and room in this window. Beyond it they are dropped without a
+# word.
+SIGNAL_BURST = 10
+SIGNAL_RATE = 5
+SIGNALS = limits.Window.of("signal", burst=SIGNAL_BURST, per_second=SIGNAL_RATE)
 
 
 def room_open(room: Room | None, slug: str) -> Room:

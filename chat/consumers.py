@@ -54,7 +54,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user = self.scope.get("user")
         # Typing signals and pings beyond this are dropped without a word: each
         # is relayed to the room or costs a query.
-        self.signals_bucket = limits.TokenBucket(burst=10, rate=5)
+        self.signals_bucket = limits.TokenBucket(
+            burst=admission.SIGNAL_BURST, rate=admission.SIGNAL_RATE
+        )
         self.handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             protocol.JOIN: self.on_join,
             protocol.MESSAGE: self.on_message,

@@ -225,7 +225,6 @@ export function openHttp(events, { lastSeq, mode = "stream" }) {
   });
 
   return {
-    kind: mode,
     send,
     welcomed() {},
     close() {

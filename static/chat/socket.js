@@ -1,7 +1,7 @@
 // The WebSocket transport: one socket, its pings, and its end.
 //
-// openSocket(events) opens it and returns { kind, send, welcomed, close,
-// discard }; events.opened() says a join can go, events.frame(frame) brings
+// openSocket(events) opens it and returns { send, welcomed, close, discard };
+// events.opened() says a join can go, events.frame(frame) brings
 // each frame, events.ended({ opened, final }) says it is over (once).
 
 import { close, frames, urls } from "./config.js";
@@ -67,7 +67,6 @@ export function openSocket(events) {
   ws.addEventListener("close", (event) => end(event.code));
 
   return {
-    kind: "websocket",
     send,
     welcomed() {
       stopPing();

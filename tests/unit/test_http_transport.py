@@ -524,9 +524,10 @@ async def test_a_poll_with_nothing_to_say_answers_after_the_hold(browser, settin
 GRACE = 0.6
 
 
-async def test_a_participant_stays_for_the_grace_after_its_stream_then_leaves(
-    browser, socket, settings
-):
+@pytest.fixture
+async def streamed_away(browser, socket, settings):
+    """alice on a socket; bob over HTTP, whose stream has just gone (a short
+    grace), and when it went."""
     settings.CHAT_HTTP_GRACE_SECONDS = GRACE
     alice = await socket()
     await alice.join("alice")
@@ -535,9 +536,15 @@ async def test_a_participant_stays_for_the_grace_after_its_stream_then_leaves(
     await alice.expect("joined", nickname="bob")
     stream = bob.events()
     await stream.expect("welcome")
-
     await stream.disconnect()
-    gone = time.monotonic()
+    # The grace runs from here.
+    return alice, bob, time.monotonic()
+
+
+async def test_a_participant_stays_for_the_grace_after_its_stream_then_leaves(
+    streamed_away, socket
+):
+    alice, _bob, gone = streamed_away
     # Within the grace bob is still in the room, as a newcomer sees it.
     carol = await socket()
     welcome = await carol.join("carol")
@@ -548,18 +555,8 @@ async def test_a_participant_stays_for_the_grace_after_its_stream_then_leaves(
     assert left["participants"] == 2
 
 
-async def test_a_new_stream_within_the_grace_keeps_the_participant(
-    browser, socket, settings
-):
-    settings.CHAT_HTTP_GRACE_SECONDS = GRACE
-    alice = await socket()
-    await alice.join("alice")
-    bob = await browser()
-    await bob.join("bob")
-    await alice.expect("joined", nickname="bob")
-    stream = bob.events()
-    await stream.expect("welcome")
-    await stream.disconnect()
+async def test_a_new_stream_within_the_grace_keeps_the_participant(streamed_away):
+    alice, bob, _gone = streamed_away
 
     again = bob.events()
     welcome = (await again.expect("welcome")).data
