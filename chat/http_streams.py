@@ -66,10 +66,11 @@ async def respond(send: Send, status: int, body: bytes, headers: list) -> None:
 
 
 async def refuse(send: Send, exc: ProtocolError) -> None:
-    status = protocol.HTTP_STATUS[exc.code]
-    headers = list(JSON_HEADERS)
-    if status in (429, 503):
-        headers.append((b"retry-after", str(protocol.RETRY_AFTER_SECONDS).encode()))
+    status, extra = protocol.http_refusal(exc.code)
+    headers = [
+        *JSON_HEADERS,
+        *((n.lower().encode(), v.encode()) for n, v in extra.items()),
+    ]
     frame = protocol.error_frame(exc.code, exc.message)
     await respond(send, status, protocol.encode(frame).encode(), headers)
 
@@ -118,17 +119,18 @@ class Endpoint:
             )
             return
         # Whether the response began: a refusal can no longer be sent after it.
-        self_started = [False]
+        started = False
 
         async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                self_started[0] = True
+                started = True
             await send(message)
 
         try:
             await self.serve(scope, receive, tracked)
         except ProtocolError as exc:
-            if not self_started[0]:
+            if not started:
                 await refuse(send, exc)
         except Exception as exc:
             logger.error(
@@ -137,7 +139,7 @@ class Endpoint:
                 cause(exc),
                 exc_info=not is_outage(exc),
             )
-            if not self_started[0]:
+            if not started:
                 await refuse(
                     send,
                     ProtocolError(

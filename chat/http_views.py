@@ -48,12 +48,12 @@ def frame_response(frame: Frame, status: int = 200) -> HttpResponse:
 
 def refusal_response(exc: ProtocolError) -> HttpResponse:
     """An error frame, with the status its code has (protocol.HTTP_STATUS)."""
-    status = protocol.HTTP_STATUS[exc.code]
+    status, headers = protocol.http_refusal(exc.code)
     response = frame_response(
         protocol.error_frame(exc.code, exc.message, exc.client_id), status
     )
-    if status in (429, 503):
-        response["Retry-After"] = str(protocol.RETRY_AFTER_SECONDS)
+    for name, value in headers.items():
+        response[name] = value
     return response
 
 

@@ -113,6 +113,17 @@ HTTP_STATUS = {
 }
 # After these statuses the HTTP answer says when to try again (Retry-After).
 RETRY_AFTER_SECONDS = 2
+RETRY_AFTER_STATUSES = (429, 503)
+
+
+def http_refusal(code: str) -> tuple[int, dict[str, str]]:
+    """The HTTP status of an error code, and the headers that go with it."""
+    status = HTTP_STATUS[code]
+    if status in RETRY_AFTER_STATUSES:
+        return status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return status, {}
+
+
 # A message refused with one of these was not saved this time: the client sends
 # it again (after a backoff, and after its next welcome).
 RETRY_ERRORS = (UNAVAILABLE, RATE_LIMITED, NOT_JOINED)
