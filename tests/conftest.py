@@ -1,5 +1,7 @@
 import asyncio
+import contextlib
 import json
+import threading
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,6 +15,7 @@ from django.db import connections
 
 from chat import hub as hub_module
 from chat.models import Room
+from chat.services import save_queue
 
 ORIGIN = (b"origin", b"http://testserver")
 # What a browser sends beside that Origin (chat/origins.py compares the two).
@@ -43,11 +46,38 @@ async def _fresh_hub_and_layer():
     if hub is not None:
         await hub.close()
     channel_layers.backends.clear()
-    # The database thread keeps its connection (CONN_MAX_AGE); close it so the
-    # test database can be dropped at the end. Not database_sync_to_async: its
-    # close_old_connections checks an open connection first, which a test
+    # The database threads keep their connections (CONN_MAX_AGE); close them so
+    # the test database can be dropped at the end. Not database_sync_to_async:
+    # its close_old_connections checks an open connection first, which a test
     # without database access may not do.
     await sync_to_async(connections.close_all)()
+    await loop.run_in_executor(save_queue.SAVES, connections.close_all)
+
+
+@contextlib.asynccontextmanager
+async def saves_held():
+    """Every save waits until the block ends, as behind a slow database."""
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    busy = loop.run_in_executor(save_queue.SAVES, release.wait, 20)
+    try:
+        yield
+    finally:
+        release.set()
+        await busy
+
+
+@contextlib.asynccontextmanager
+async def database_thread_held():
+    """Channels' database thread (joins, leaves, reads) is busy until the
+    block ends."""
+    release = threading.Event()
+    busy = asyncio.create_task(sync_to_async(release.wait)(20))
+    try:
+        yield
+    finally:
+        release.set()
+        await busy
 
 
 class Client:

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from chat.hub import get_hub
 from chat.models import Connection, Message, Room
 from chat.services import moderation, save_queue
-from tests.conftest import Client
+from tests.conftest import Client, database_thread_held, saves_held
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,24 +68,26 @@ async def test_joined_and_left_carry_the_count(joined):
     }
 
 
-async def test_typing_is_relayed_while_the_database_thread_is_busy(joined):
-    import asyncio
-    import threading
-
-    from asgiref.sync import sync_to_async
-
+async def test_typing_is_relayed_while_the_database_is_busy(joined):
     alice = await joined("alice")
     bob = await joined("bob")
     await alice.expect("joined")
-    # A long save (or a queue of them) holds Django's one database thread.
-    release = threading.Event()
-    busy = asyncio.create_task(sync_to_async(release.wait)(10))
-    try:
+    async with database_thread_held(), saves_held():
         await alice.send({"type": "typing"})
         assert await bob.expect("typing") == {"type": "typing", "nickname": "alice"}
-    finally:
-        release.set()
-        await busy
+
+
+async def test_messages_are_saved_and_delivered_while_joins_hold_the_database_thread(
+    joined,
+):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined")
+    # A burst of joins and leaves queues on Channels' database thread.
+    async with database_thread_held():
+        await alice.say("through", client_id="t1")
+        assert (await bob.expect("message"))["text"] == "through"
+        assert (await alice.expect("message", client_id="t1"))["seq"] >= 1
 
 
 async def test_typing_reaches_others_not_the_typist(joined):
@@ -671,23 +673,13 @@ async def test_joins_from_one_address_past_its_limit_are_refused_at_once(
 async def test_messages_within_the_limit_are_not_refused_after_a_database_stall(
     joined, settings
 ):
-    import threading
-
-    from asgiref.sync import sync_to_async
-
     settings.CHAT_RATE_BURST = 2
     settings.CHAT_RATE_PER_SECOND = 2
     alice = await joined("alice")
-    # Every save waits behind Django's one database thread, held here.
-    release = threading.Event()
-    busy = asyncio.create_task(sync_to_async(release.wait)(20))
-    try:
+    async with saves_held():
         for i in range(6):  # two a second at most, as the limit allows
             await alice.say(f"m{i}", client_id=f"m{i}")
             await asyncio.sleep(0.55)
-    finally:
-        release.set()
-        await busy
     texts = []
     while len(texts) < 6:
         frame = await alice.receive(timeout=10)
@@ -699,46 +691,28 @@ async def test_messages_within_the_limit_are_not_refused_after_a_database_stall(
 async def test_one_visitors_burst_does_not_fill_the_save_bound_for_others(
     joined, make_client, session_key, monkeypatch
 ):
-    import threading
-
-    from asgiref.sync import sync_to_async
-
     monkeypatch.setattr(save_queue, "MAX_SAVES_WAITING", 3)
     # One visitor's tabs: each has one message in the bound at a time.
     tabs = [await make_client(session_key=session_key) for _ in range(5)]
     for tab in tabs:
         await tab.join("spammer")
     honest = await joined("honest")
-    release = threading.Event()
-    busy = asyncio.create_task(sync_to_async(release.wait)(20))
-    try:
+    async with saves_held():
         for i, tab in enumerate(tabs):
             await tab.say(f"s{i}", client_id=f"s{i}")
         refused = [await tab.expect("error") for tab in tabs[3:]]
         assert [e["code"] for e in refused] == ["unavailable"] * 2
         await honest.say("mine", client_id="h1")
         assert await honest.nothing(0.3)  # waiting, not refused
-    finally:
-        release.set()
-        await busy
     assert (await honest.expect("message", client_id="h1"))["text"] == "mine"
 
 
 async def test_a_fast_senders_messages_wait_behind_its_own_saves_in_order(joined):
-    import threading
-
-    from asgiref.sync import sync_to_async
-
     alice = await joined("alice")
-    release = threading.Event()
-    busy = asyncio.create_task(sync_to_async(release.wait)(20))
-    try:
+    async with saves_held():
         for i in range(5):
             await alice.say(f"m{i}", client_id=f"m{i}")
         # Read and counted, not refused: they wait for the socket's own saves.
         assert await alice.nothing(0.3)
-    finally:
-        release.set()
-        await busy
     texts = [(await alice.expect("message"))["text"] for _ in range(5)]
     assert texts == [f"m{i}" for i in range(5)]
