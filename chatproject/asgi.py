@@ -17,6 +17,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from chat.collector import collector_tune  # noqa: E402
 from chat.origins import SiteOriginValidator  # noqa: E402
 from chat.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 from chat.transport import SocketMiddleware, StreamMiddleware  # noqa: E402
@@ -37,3 +38,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything above stays for the life of the process (chat/collector.py).
+collector_tune()

@@ -422,6 +422,9 @@ CHAT_POLL_HOLD_SECONDS = _positive_float("CHAT_POLL_HOLD_SECONDS", 20.0)
 CHAT_STREAM_HEARTBEAT_SECONDS = _positive_float("CHAT_STREAM_HEARTBEAT_SECONDS", 15.0)
 # A page on the HTTP transport tries a WebSocket again about this often.
 CHAT_WEBSOCKET_RETRY_SECONDS = _positive_float("CHAT_WEBSOCKET_RETRY_SECONDS", 30.0)
+# Allocations between two young collections of the garbage collector (Python's
+# default is 700); see chat/collector.py.
+CHAT_GC_YOUNG_THRESHOLD = _positive_int("CHAT_GC_YOUNG_THRESHOLD", 2000)
 CHAT_INSTANCE_ID = env.str(
     "CHAT_INSTANCE_ID",
     default=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
