@@ -36,8 +36,8 @@ MAX_SAVES_WAITING = 100
 # Saves run here, on a connection of their own, not on Channels' one database
 # thread, where they queued behind every join and leave of the process: 60 joins
 # at once from one address (tests/system/test_abuse.py, the churn) held the
-# honest pair's messages 120-350 ms in four runs, against 35-40 ms now at that
-# moment. One thread for every room (each room saves one lot at a time anyway):
+# honest pair's messages 140-270 ms at that moment in four runs, 20-55 ms in
+# eight since. One thread for every room (each room saves one lot at a time anyway):
 # the process keeps one more connection, not one per room.
 SAVES = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chat-saves")
 
