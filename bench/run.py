@@ -18,9 +18,24 @@ import statistics
 import sys
 import time
 
-from .client import Client
+from .client import Client, use_fast_loop
 from .http_client import HttpClient
 from .servers import Cluster, cpu_seconds, rss_bytes
+
+# The load comes from one address and few visitors: no limit applies.
+NO_LIMITS = {
+    name: "1000000"
+    for name in (
+        "CHAT_RATE_BURST",
+        "CHAT_RATE_PER_SECOND",
+        "CHAT_ADDRESS_RATE_BURST",
+        "CHAT_ADDRESS_RATE_PER_SECOND",
+        "CHAT_JOIN_BURST",
+        "CHAT_JOIN_PER_SECOND",
+        "CHAT_ADDRESS_JOIN_BURST",
+        "CHAT_ADDRESS_JOIN_PER_SECOND",
+    )
+}
 
 
 class Stats:
@@ -103,20 +118,7 @@ async def measure(args):
         instances=args.instances,
         server=args.server,
         layer=args.layer,
-        # The load comes from one address and few visitors: no limit applies.
-        extra_env={
-            name: "1000000"
-            for name in (
-                "CHAT_RATE_BURST",
-                "CHAT_RATE_PER_SECOND",
-                "CHAT_ADDRESS_RATE_BURST",
-                "CHAT_ADDRESS_RATE_PER_SECOND",
-                "CHAT_JOIN_BURST",
-                "CHAT_JOIN_PER_SECOND",
-                "CHAT_ADDRESS_JOIN_BURST",
-                "CHAT_ADDRESS_JOIN_PER_SECOND",
-            )
-        },
+        extra_env=NO_LIMITS,
     ) as cluster:
         receivers = await connect_all(
             cluster, args.clients, stats, transport=args.transport
@@ -240,13 +242,5 @@ def main():
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        # uvloop (installed with uvicorn[standard]) hands each socket's bytes to
-        # the client about twice as fast: less of the load generator's own delay
-        # in the latencies it measures.
-        import uvloop
-    except ImportError:
-        pass
-    else:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    use_fast_loop()
     sys.exit(main())
