@@ -148,9 +148,13 @@ def _room_join(
         member = Member.objects.create(
             room_id=room_id, nickname=nickname, skeleton=skeleton, visitor=visitor
         )
-    # A restore after a reap may find its connection recorded already.
-    Connection.objects.update_or_create(
-        id=connection_id, defaults={"member": member, "instance_id": instance}
+    # A restore after a reap may find its connection recorded already. One
+    # upsert, not update_or_create's select, insert and two savepoints.
+    Connection.objects.bulk_create(
+        [Connection(id=connection_id, member=member, instance_id=instance)],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=["member", "instance"],
     )
     participants, users = selectors.room_participants(room_id=room_id)
     return Presence(
@@ -235,6 +239,28 @@ def _welcome_page(room_id: int, last_seq: int | None) -> selectors.HistoryPage:
     )
 
 
+def _welcome_page_and_join(
+    *,
+    last_seq: int | None,
+    room_id: int,
+    nickname: str,
+    visitor: str,
+    user: User,
+    connection_id: str,
+    instance: str,
+) -> tuple[selectors.HistoryPage, Presence]:
+    page = _welcome_page(room_id, last_seq)
+    presence = room_join(
+        room_id=room_id,
+        nickname=nickname,
+        visitor=visitor,
+        user=user,
+        connection_id=connection_id,
+        instance=instance,
+    )
+    return page, presence
+
+
 async def aroom_welcome(
     *,
     room: Room,
@@ -247,13 +273,15 @@ async def aroom_welcome(
     max_bytes: int,
 ) -> tuple[Presence, Frame]:
     """
-    Join the room (aroom_join) and build the joiner's welcome, at most
+    Join the room (as aroom_join does) and build the joiner's welcome, at most
     `max_bytes` encoded: its presence and the welcome frame to send. The caller
     subscribes to the room's events first, so that nothing falls between the
     history read here and the live events.
     """
-    page = await database_sync_to_async(_welcome_page)(room.pk, last_seq)
-    presence = await aroom_join(
+    # One trip to the database thread for both (each trip costs a health check
+    # of the connection besides its thread hop).
+    page, presence = await database_sync_to_async(_welcome_page_and_join)(
+        last_seq=last_seq,
         room_id=room.pk,
         nickname=nickname,
         visitor=visitor,
