@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every run behind docs/benchmarks.md, in order (about 19 minutes). Run it on an
+# Every run behind docs/benchmarks.md, in order (about 20 minutes). Run it on an
 # otherwise idle machine; set DATABASE_URL to measure on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +14,6 @@ run --clients 1000 --rate 10 --duration 20 --layer pubsub
 run --clients 1000 --rate 10 --duration 20 --server uvicorn
 run --clients 1000 --rate 10 --duration 20 --server uvicorn --layer pubsub
 sweep --clients 200 --senders 20 --duration 10 --rates 200,400,600,800
+echo "## joins --clients 1000"; .venv/bin/python -m bench.joins --clients 1000
 sweep --clients 200 --senders 20 --duration 10 --server uvicorn --rates 400,600,800,1000
 sweep --clients 200 --senders 20 --duration 10 --server uvicorn --layer pubsub --rates 600,800,1000,1200,1400
