@@ -239,28 +239,6 @@ def _welcome_page(room_id: int, last_seq: int | None) -> selectors.HistoryPage:
     )
 
 
-def _welcome_page_and_join(
-    *,
-    last_seq: int | None,
-    room_id: int,
-    nickname: str,
-    visitor: str,
-    user: User,
-    connection_id: str,
-    instance: str,
-) -> tuple[selectors.HistoryPage, Presence]:
-    page = _welcome_page(room_id, last_seq)
-    presence = room_join(
-        room_id=room_id,
-        nickname=nickname,
-        visitor=visitor,
-        user=user,
-        connection_id=connection_id,
-        instance=instance,
-    )
-    return page, presence
-
-
 async def aroom_welcome(
     *,
     room: Room,
@@ -278,17 +256,21 @@ async def aroom_welcome(
     subscribes to the room's events first, so that nothing falls between the
     history read here and the live events.
     """
+
+    def page_and_join() -> tuple[selectors.HistoryPage, Presence]:
+        page = _welcome_page(room.pk, last_seq)
+        return page, room_join(
+            room_id=room.pk,
+            nickname=nickname,
+            visitor=visitor,
+            user=user,
+            connection_id=connection_id,
+            instance=instance,
+        )
+
     # One trip to the database thread for both (each trip costs a health check
     # of the connection besides its thread hop).
-    page, presence = await database_sync_to_async(_welcome_page_and_join)(
-        last_seq=last_seq,
-        room_id=room.pk,
-        nickname=nickname,
-        visitor=visitor,
-        user=user,
-        connection_id=connection_id,
-        instance=instance,
-    )
+    page, presence = await database_sync_to_async(page_and_join)()
     try:
         welcome = protocol.welcome_frame(
             room=room,
