@@ -37,7 +37,7 @@ MAX_SAVES_WAITING = 100
 # thread, where they queued behind every join and leave of the process: 60 joins
 # at once from one address (tests/system/test_abuse.py, the churn) held the
 # honest pair's messages 140-270 ms at that moment in four runs, 20-55 ms in
-# eight since. One thread for every room (each room saves one lot at a time anyway):
+# nine since. One thread for every room (each room saves one lot at a time anyway):
 # the process keeps one more connection, not one per room.
 SAVES = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chat-saves")
 
