@@ -55,11 +55,11 @@ async def _fresh_hub_and_layer():
 
 
 @contextlib.asynccontextmanager
-async def saves_held():
-    """Every save waits until the block ends, as behind a slow database."""
+async def _held(start_wait):
+    """A thread is kept waiting until the block ends: `start_wait` runs the wait
+    there and returns what to await for it."""
     release = threading.Event()
-    loop = asyncio.get_running_loop()
-    busy = loop.run_in_executor(save_queue.SAVES, release.wait, 20)
+    busy = start_wait(release.wait)
     try:
         yield
     finally:
@@ -67,17 +67,16 @@ async def saves_held():
         await busy
 
 
-@contextlib.asynccontextmanager
-async def database_thread_held():
+def saves_held():
+    """Every save waits until the block ends, as behind a slow database."""
+    loop = asyncio.get_running_loop()
+    return _held(lambda wait: loop.run_in_executor(save_queue.SAVES, wait, 20))
+
+
+def database_thread_held():
     """Channels' database thread (joins, leaves, reads) is busy until the
     block ends."""
-    release = threading.Event()
-    busy = asyncio.create_task(sync_to_async(release.wait)(20))
-    try:
-        yield
-    finally:
-        release.set()
-        await busy
+    return _held(lambda wait: asyncio.ensure_future(sync_to_async(wait)(20)))
 
 
 class Client:
