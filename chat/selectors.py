@@ -66,6 +66,11 @@ def room_participants(*, room_id: int) -> tuple[int, list[str]]:
     return len(names), names
 
 
+def room_participant_count(*, room_id: int) -> int:
+    """How many people are in the room now, across instances."""
+    return _live_members(room_id).count()
+
+
 def visitor_in_room(*, room_id: int, visitor: str, nickname: str) -> bool:
     """Whether the visitor is in the room as `nickname`, by any live connection:
     any of their tabs, over either transport, on any instance."""

@@ -6,12 +6,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.contrib.auth.models import AnonymousUser
+from django.db import OperationalError
 
-from chat import events
-from chat.models import Member, Room
+from chat import events, selectors
+from chat.models import Connection, Member, Room
 from chat.protocol import ProtocolError
 from chat.services import presence
-from tests.unit.factories import instance, join
+from tests.conftest import database_thread_held
+from tests.harness.waiting import wait_until_async
+from tests.unit.factories import instance, join, say
 from tests.unit.services.threads import needs_server_database, own_connection
 
 
@@ -102,3 +106,115 @@ def test_a_leave_racing_the_prune_announces_once_and_raises_nothing():
             results = list(pool.map(own_connection, [_leave] * 2, [conn, conn]))
         assert sum(result is not None for result in results) == 1
     assert not Member.objects.exists()
+
+
+def _request(room, nickname, *, visitor=None, last_seq=None):
+    return presence.JoinRequest(
+        room_id=room.pk,
+        nickname=nickname,
+        last_seq=last_seq,
+        visitor=visitor or f"visitor-of-{nickname}",
+        user=AnonymousUser(),
+        connection_id=f"lot-{nickname}",
+        instance="here",
+    )
+
+
+def test_every_join_of_a_lot_is_welcomed_with_everyone_in_it(room):
+    say(room, "before")
+    results = presence.room_join_lot(
+        [_request(room, name) for name in ("carl", "alice", "bob")]
+    )
+    for (page, joined), name in zip(results, ("carl", "alice", "bob"), strict=True):
+        assert (joined.nickname, joined.arrived) == (name, True)
+        assert (joined.participants, joined.users) == (3, ["alice", "bob", "carl"])
+        assert [m.text for m in page.messages] == ["before"]
+
+
+def test_a_taken_nickname_refuses_only_its_join_in_the_lot(room):
+    join(room, "alice")
+    taken, (_page, bob) = presence.room_join_lot(
+        [_request(room, "Alice", visitor="someone-else"), _request(room, "bob")]
+    )
+    assert isinstance(taken, ProtocolError) and taken.code == "nickname_taken"
+    assert (bob.participants, bob.users) == (2, ["alice", "bob"])
+
+
+def test_a_lot_whose_online_list_cannot_be_read_leaves_nothing_behind(
+    room, monkeypatch
+):
+    def unreadable(**_kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(selectors, "room_participants", unreadable)
+    results = presence.room_join_lot([_request(room, "alice"), _request(room, "bob")])
+    assert all(isinstance(result, OperationalError) for result in results)
+    assert not Member.objects.exists()
+    assert not Connection.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_joins_that_come_at_once_go_in_one_lot_and_see_each_other():
+    def setup():
+        instance("here")
+        return Room.objects.create(name="Test", slug="test")
+
+    room = await database_sync_to_async(setup)()
+
+    def welcome(nickname):
+        return presence.aroom_welcome(
+            room=room,
+            nickname=nickname,
+            last_seq=None,
+            visitor=f"visitor-of-{nickname}",
+            user=AnonymousUser(),
+            connection_id=f"conn-{nickname}",
+            instance="here",
+            max_bytes=65536,
+        )
+
+    names = ["ann", "ben", "cat", "dan"]
+    queue = presence._join_queue()
+    async with database_thread_held():
+        joins = [asyncio.ensure_future(welcome("ann"))]
+        await wait_until_async(
+            lambda: queue.running and not queue.waiting, 5, "the first join's lot"
+        )
+        joins += [asyncio.ensure_future(welcome(name)) for name in names[1:]]
+        await wait_until_async(
+            lambda: len(queue.waiting) == 3, 5, "joins waiting for the first's lot"
+        )
+    welcomes = [frame for _presence, frame in await asyncio.gather(*joins)]
+    assert welcomes[0]["users"] == ["ann"]
+    for frame in welcomes[1:]:
+        assert (frame["participants"], frame["users"]) == (4, names)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_join_given_up_while_its_lot_ran_leaves_nothing_behind():
+    def setup():
+        instance("here")
+        return Room.objects.create(name="Test", slug="test")
+
+    room = await database_sync_to_async(setup)()
+    async with database_thread_held():
+        gone = asyncio.ensure_future(
+            presence.aroom_welcome(
+                room=room,
+                nickname="gone",
+                last_seq=None,
+                visitor="v-gone",
+                user=AnonymousUser(),
+                connection_id="conn-gone",
+                instance="here",
+                max_bytes=65536,
+            )
+        )
+        queue = presence._join_queue()
+        await wait_until_async(
+            lambda: queue.running and not queue.waiting, 5, "the join's lot"
+        )
+        gone.cancel()
+    await wait_until_async(lambda: not queue.undoing and not queue.running, 5, "undo")
+    members = await database_sync_to_async(lambda: list(Member.objects.all()))()
+    assert members == []
