@@ -349,11 +349,20 @@ def pong_frame(*, last_seq: int | None) -> Frame:
     return {"type": PONG, "last_seq": last_seq or 0}
 
 
+def _encoded_size(value: Any) -> int:
+    return len(encode(value).encode())
+
+
 def _fit(items: list[Any], budget: int, *, newest_first: bool = False) -> list[Any]:
     """The items, in order, that fit in `budget` bytes as JSON array members."""
+    # Mostly all of them fit: one encoding of the list, not one per item. Per
+    # item, a welcome to a room of 1000 encoded 1000 names, 13 % of the
+    # servers' CPU when 1000 clients joined at once (bench/joins.py).
+    if _encoded_size(items) - 1 <= budget:  # the members, each with a comma
+        return list(items)
     kept = []
     for item in reversed(items) if newest_first else items:
-        size = len(encode(item).encode()) + 1  # and its comma
+        size = _encoded_size(item) + 1  # and its comma
         if size > budget:
             break
         budget -= size

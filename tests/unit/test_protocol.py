@@ -3,6 +3,7 @@
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -460,3 +461,26 @@ def test_docs_state_the_limits_and_their_settings():
     limits = _section(doc, "Limits")
     assert f"{NICKNAME_MAX_LENGTH} characters" in limits
     assert f"{CLIENT_ID_MAX_LENGTH} characters" in limits
+
+
+def test_a_welcome_keeps_every_name_that_fits_and_only_those():
+    room = SimpleNamespace(slug="r", name="R", topic="")
+    page = SimpleNamespace(messages=[], through=0, has_more=False)
+    users = [f"user{n:03}" for n in range(100)]
+
+    def welcome(max_bytes):
+        joined = SimpleNamespace(nickname="me", participants=100, users=users)
+        return protocol.welcome_frame(
+            room=room, presence=joined, page=page, after=None, max_bytes=max_bytes
+        )
+
+    full = welcome(65536)
+    assert (full["users"], full["users_complete"]) == (users, True)
+    # The online list may take half of what the frame has left: the names and
+    # their commas (the list's encoding less its brackets, plus one).
+    empty = {**full, "users": []}
+    names = len(protocol.encode(full)) - len(protocol.encode(empty)) + 1
+    exact = welcome(len(protocol.encode(empty)) + 2 * names)
+    assert (exact["users"], exact["users_complete"]) == (users, True)
+    short = welcome(len(protocol.encode(empty)) + 2 * names - 1)
+    assert (short["users"], short["users_complete"]) == (users[:-1], False)
