@@ -73,9 +73,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         self.posting: asyncio.Task[None] | None = None
         slug = self.scope["url_route"]["kwargs"].get("slug", "")
+        # Accepted before anything else, refusals included (they are told with
+        # a close code): the server closes a socket whose handshake the app has
+        # not answered in time (Daphne: 5 s), and the room's lookup below may
+        # wait behind a storm of joins on the database thread. 1000 clients
+        # joining at once over two instances (bench/joins.py) had 3-298 of
+        # them closed that way and trying again.
+        await self.accept()
         # Before any database work: a flood of connects is refused cheaply.
         if not await self.admitted():
-            await self.accept()
             await self.refuse(
                 protocol.RATE_LIMITED,
                 _("Too many joins just now; try again shortly."),
@@ -89,7 +95,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 else None
             )
         except Exception as exc:  # noqa: BLE001 - logged by failed()
-            await self.accept()
             self.failed("connect_failed", exc)
             await self.refuse(
                 protocol.UNAVAILABLE,
@@ -97,7 +102,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 1011,
             )
             return
-        await self.accept()
         self.log("connect")
         try:
             self.room = admission.room_open(room, slug)
@@ -132,9 +136,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # queued behind the saves. The database calls made here go through
         # database_sync_to_async, which does the same around each of them.
         # Skipping it took the p99 at 200 clients, 1200 messages/s (bench/run.py,
-        # uvicorn) from 1.6-2.1 s to 0.13-0.19 s.
+        # uvicorn) from 1.6-2.1 s to 0.13-0.19 s. Before a handshake, it held the
+        # socket's accept behind every join waiting on that thread.
         if message["type"] == "websocket.receive":
             await self.websocket_receive(message)
+        elif message["type"] == "websocket.connect":
+            await self.websocket_connect(message)
         else:
             await super().dispatch(message)
 

@@ -1,7 +1,7 @@
-from channels.auth import AuthMiddlewareStack
 from django.urls import path, re_path
 
 from . import consumers, http_streams
+from .auth import auth_stack
 
 # The same <slug:slug> converter as the page's route (chat/urls.py): a room name
 # that one accepts, the other accepts too.
@@ -19,9 +19,7 @@ websocket_urlpatterns = [
 http_urlpatterns = [
     path(
         "http/rooms/<slug:slug>/events",
-        AuthMiddlewareStack(http_streams.EventsEndpoint()),
+        auth_stack(http_streams.EventsEndpoint()),
     ),
-    path(
-        "http/rooms/<slug:slug>/poll", AuthMiddlewareStack(http_streams.PollEndpoint())
-    ),
+    path("http/rooms/<slug:slug>/poll", auth_stack(http_streams.PollEndpoint())),
 ]

@@ -13,10 +13,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
 # Django is set up before anything imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from chat.auth import auth_stack  # noqa: E402
 from chat.collector import collector_tune  # noqa: E402
 from chat.origins import SiteOriginValidator  # noqa: E402
 from chat.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
@@ -34,7 +34,7 @@ application = ProtocolTypeRouter(
         "websocket": SocketMiddleware(
             # Host, scheme and port of the Origin, not only its host name
             # (chat/origins.py).
-            SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            SiteOriginValidator(auth_stack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

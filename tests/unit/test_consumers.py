@@ -90,6 +90,16 @@ async def test_messages_are_saved_and_delivered_while_joins_hold_the_database_th
         assert (await alice.expect("message", client_id="t1"))["seq"] >= 1
 
 
+async def test_a_socket_is_accepted_while_joins_hold_the_database_thread(general):
+    client = Client()
+    # The server closes a handshake the app leaves unanswered for long.
+    async with database_thread_held():
+        connected, _code = await client.connect()
+        assert connected
+    assert (await client.join("alice"))["users"] == ["alice"]
+    await client.close()
+
+
 async def test_typing_reaches_others_not_the_typist(joined):
     alice = await joined("alice")
     bob = await joined("bob")
