@@ -12,7 +12,7 @@ here starts with that `a`, with or without a synchronous twin.
 - instances: each server process's heartbeat, and the presence of the ones
   that stopped (chat/liveness.py runs them);
 - presence: joining and leaving rooms, and telling the room;
-- join_queue: the joins waiting for the database thread, taken in lots;
+- trips: work waiting for a database thread, taken there in lots;
 - names: registered users' names, which no nickname may pose as;
 - messages: saving messages with their seqs, and posting them;
 - save_queue: the messages of a room waiting for their save, and its bound;

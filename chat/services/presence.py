@@ -3,7 +3,7 @@ Who is in which room: a Member per nickname and room, a Connection per socket.
 
 A socket's join is two steps: the record (aroom_join, which claims the
 nickname; aroom_welcome, which also reads the joiner's history, in lots with
-the joins that come at the same time: chat/services/join_queue.py), then, once
+the joins that come at the same time: chat/services/trips.py), then, once
 the joiner's welcome went out, the telling (aroom_join_announce). A join whose
 welcome never reached its socket is taken back unannounced (aroom_join_undo). A
 leave is recorded and told at once (aroom_leave). The sweeps of
@@ -28,8 +28,8 @@ from ..announcements import presence_announce
 from ..loops import loop_local
 from ..models import Connection, Member, Room
 from ..protocol import Frame, ProtocolError
-from .join_queue import JoinQueue
 from .names import registered_name_clash
+from .trips import Trips
 
 User = AbstractBaseUser | AnonymousUser | None
 
@@ -370,7 +370,7 @@ async def aroom_welcome(
     subscribes to the room's events first, so that nothing falls between the
     history read here and the live events.
     """
-    page, presence = await _join_queue().join(
+    page, presence = await _join_trips().request(
         JoinRequest(
             room_id=room.pk,
             nickname=nickname,
@@ -408,7 +408,7 @@ async def _join_request_undo(request: JoinRequest) -> None:
 # page and its online list. 1000 clients joining at once over two instances
 # (bench/joins.py) read the online list 1000 times before, O(N) each, the 16 %
 # of the servers' CPU that was spent there.
-_join_queue = loop_local(lambda: JoinQueue(room_join_lot, _join_request_undo))
+_join_trips = loop_local(lambda: Trips(room_join_lot, undo=_join_request_undo))
 
 
 async def aroom_join_announce(

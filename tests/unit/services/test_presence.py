@@ -174,7 +174,7 @@ async def test_joins_that_come_at_once_go_in_one_lot_and_see_each_other():
         )
 
     names = ["ann", "ben", "cat", "dan"]
-    queue = presence._join_queue()
+    queue = presence._join_trips()
     async with database_thread_held():
         joins = [asyncio.ensure_future(welcome("ann"))]
         await wait_until_async(
@@ -210,7 +210,7 @@ async def test_a_join_given_up_while_its_lot_ran_leaves_nothing_behind():
                 max_bytes=65536,
             )
         )
-        queue = presence._join_queue()
+        queue = presence._join_trips()
         await wait_until_async(
             lambda: queue.running and not queue.waiting, 5, "the join's lot"
         )

@@ -1,16 +1,16 @@
-"""chat/services/join_queue.py: joins waiting for the database thread, in lots."""
+"""chat/services/trips.py: work waiting for a database thread, in lots."""
 
 import asyncio
 import threading
 
 import pytest
 
-from chat.services import join_queue
-from chat.services.join_queue import JoinQueue, QueueStopped
+from chat.services import trips
+from chat.services.trips import Trips, TripsStopped
 from tests.harness.waiting import wait_until_async
 
-# The queue's trips close stale database connections, as every trip to the
-# database thread does; the lots here touch no table.
+# Every trip closes stale database connections, as any trip to the database
+# thread does; the lots here touch no table.
 pytestmark = pytest.mark.django_db
 
 
@@ -44,10 +44,10 @@ async def _queued(queue, count):
 
 async def test_what_comes_during_a_lot_goes_in_the_next_one_together():
     lots = Lots()
-    queue = JoinQueue(lots, lots.undo)
-    first = asyncio.ensure_future(queue.join("a"))
+    queue = Trips(lots, undo=lots.undo)
+    first = asyncio.ensure_future(queue.request("a"))
     await wait_until_async(lambda: queue.running and not queue.waiting, 5, "a lot")
-    rest = [asyncio.ensure_future(queue.join(name)) for name in ("b", "c", "d")]
+    rest = [asyncio.ensure_future(queue.request(name)) for name in ("b", "c", "d")]
     await _queued(queue, 3)
     lots.first_may_go.set()
     assert await first == "A"
@@ -58,21 +58,21 @@ async def test_what_comes_during_a_lot_goes_in_the_next_one_together():
 async def test_a_failed_join_fails_only_its_caller():
     lots = Lots()
     lots.first_may_go.set()
-    queue = JoinQueue(lots, lots.undo)
+    queue = Trips(lots, undo=lots.undo)
     good, bad = await asyncio.gather(
-        queue.join("good"), queue.join("bad"), return_exceptions=True
+        queue.request("good"), queue.request("bad"), return_exceptions=True
     )
     assert good == "GOOD"
     assert isinstance(bad, ValueError)
 
 
 async def test_a_lot_is_at_most_max_lot_joins(monkeypatch):
-    monkeypatch.setattr(join_queue, "MAX_LOT", 2)
+    monkeypatch.setattr(trips, "MAX_LOT", 2)
     lots = Lots()
-    queue = JoinQueue(lots, lots.undo)
-    first = asyncio.ensure_future(queue.join("a"))
+    queue = Trips(lots, undo=lots.undo)
+    first = asyncio.ensure_future(queue.request("a"))
     await wait_until_async(lambda: queue.running and not queue.waiting, 5, "a lot")
-    rest = [asyncio.ensure_future(queue.join(name)) for name in "bcde"]
+    rest = [asyncio.ensure_future(queue.request(name)) for name in "bcde"]
     await _queued(queue, 4)
     lots.first_may_go.set()
     await asyncio.gather(first, *rest)
@@ -81,27 +81,27 @@ async def test_a_lot_is_at_most_max_lot_joins(monkeypatch):
 
 async def test_a_join_whose_caller_went_away_is_undone():
     lots = Lots()
-    queue = JoinQueue(lots, lots.undo)
-    gone = asyncio.ensure_future(queue.join("gone"))
+    queue = Trips(lots, undo=lots.undo)
+    gone = asyncio.ensure_future(queue.request("gone"))
     await wait_until_async(lambda: queue.running and not queue.waiting, 5, "a lot")
     gone.cancel()
     lots.first_may_go.set()
     await wait_until_async(lambda: lots.undone, 5, "the undo")
     assert lots.undone == ["gone"]
     # The queue goes on serving.
-    assert await queue.join("next") == "NEXT"
+    assert await queue.request("next") == "NEXT"
 
 
 async def test_joins_left_waiting_when_the_queue_stops_are_told():
     lots = Lots()
-    queue = JoinQueue(lots, lots.undo)
-    first = asyncio.ensure_future(queue.join("a"))
+    queue = Trips(lots, undo=lots.undo)
+    first = asyncio.ensure_future(queue.request("a"))
     await wait_until_async(lambda: queue.running and not queue.waiting, 5, "a lot")
-    waiting = asyncio.ensure_future(queue.join("b"))
+    waiting = asyncio.ensure_future(queue.request("b"))
     await _queued(queue, 1)
     queue.running.cancel()
     lots.first_may_go.set()
-    with pytest.raises(QueueStopped):
+    with pytest.raises(TripsStopped):
         await waiting
-    with pytest.raises(QueueStopped):
+    with pytest.raises(TripsStopped):
         await first
