@@ -7,10 +7,13 @@ import threading
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import OperationalError
 
 from chat import events
-from chat.models import Room
-from chat.services import messages
+from chat.models import Message, Room
+from chat.services import messages, save_queue
+from tests.conftest import saves_held
+from tests.harness.waiting import wait_until_async
 from tests.unit.factories import instance
 
 
@@ -91,3 +94,54 @@ async def test_a_slow_layer_does_not_hold_up_the_next_save(monkeypatch):
     assert [(await task)[0]["seq"] for task in (first, second)] == [1, 2]
     # Announced in the order saved.
     assert announced == [[1], [2]]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_rooms_waiting_at_once_are_saved_in_one_trip_and_one_failing_alone(
+    monkeypatch,
+):
+    def setup():
+        instance("here")
+        return [
+            Room.objects.create(name=slug, slug=slug)
+            for slug in ("first", "second", "third", "broken")
+        ]
+
+    first, *rest = await database_sync_to_async(setup)()
+    trips = []
+    real_rooms_save = save_queue._rooms_save
+
+    def counted(lots):
+        trips.append(sorted(lot.room_id for lot in lots))
+        return real_rooms_save(lots)
+
+    monkeypatch.setattr(save_queue, "_rooms_save", counted)
+
+    def save(*, room_id, drafts):
+        if room_id == rest[-1].pk:
+            raise OperationalError("this room's save failed")
+        return messages.messages_save(room_id=room_id, drafts=drafts)
+
+    def post(room):
+        draft = {"nickname": "al", "visitor": "v", "text": room.slug, "client_id": ""}
+        return asyncio.ensure_future(
+            save_queue.aqueue_post(room=room, draft=draft, save=save)
+        )
+
+    async with saves_held():
+        posts = [post(first)]
+        await wait_until_async(lambda: save_queue._save_trips().running, 5, "a trip")
+        posts += [post(room) for room in rest]
+        await wait_until_async(
+            lambda: len(save_queue._save_trips().waiting) == 3, 5, "three rooms waiting"
+        )
+    *saved, broken = await asyncio.gather(*posts, return_exceptions=True)
+    texts = [frame["text"] for frame, _delivered in saved]
+    assert texts == ["first", "second", "third"]
+    assert isinstance(broken, OperationalError)
+    # The three rooms that came while the first saved went in one trip.
+    assert trips == [[first.pk], sorted(room.pk for room in rest)]
+    stored = await database_sync_to_async(
+        lambda: sorted(Message.objects.values_list("text", flat=True))
+    )()
+    assert stored == ["first", "second", "third"]
