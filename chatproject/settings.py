@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import ssl
+import tempfile
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -179,6 +180,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"),
         }
     )
+    # The test database is a file as well, not Django's shared in-memory one:
+    # there a read on one thread while another writes (the saves thread beside
+    # Channels' database thread) fails at once with "database table is locked"
+    # instead of waiting as it does here.
+    DATABASES["default"].setdefault("TEST", {}).setdefault(
+        "NAME", str(Path(tempfile.gettempdir()) / f"chat-tests-{os.getpid()}.sqlite3")
+    )
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 # Connections are kept between socket events: opening one for every event cost
@@ -200,8 +208,8 @@ def _redis_host(url: str) -> dict[str, object]:
     # No host is allowed: redis-py then connects to localhost:6379.
     if parts.scheme not in ("redis", "rediss"):
         raise ImproperlyConfigured(
-            "REDIS_URL must look like redis://host:6379/0 or "
-            "rediss://:<url-encoded access key>@<name>.redis.cache.windows.net:6380/0, "
+            "REDIS_URL must look like redis://host:6379/0 or rediss://:"
+            "<url-encoded access key>@<name>.<region>.redis.azure.net:10000/0, "
             f"got scheme {parts.scheme!r}."
         )
     try:

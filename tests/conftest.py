@@ -2,6 +2,7 @@ import asyncio
 import contextlib
 import json
 import threading
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -21,6 +22,16 @@ ORIGIN = (b"origin", b"http://testserver")
 # What a browser sends beside that Origin (chat/origins.py compares the two).
 HOST = (b"host", b"testserver")
 TIMEOUT = 5
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The SQLite test database's WAL files go with it: Django removes only the
+    database file (chatproject/settings.py puts it in the temporary folder)."""
+    database = settings.DATABASES["default"]
+    name = database.get("TEST", {}).get("NAME")
+    if database["ENGINE"].endswith("sqlite3") and name:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
