@@ -32,9 +32,18 @@ def rss_bytes(pid):
 class Cluster:
     """redis-server + `instances` server processes; an async context manager."""
 
-    def __init__(self, *, instances=2, server="daphne", layer="core", extra_env=None):
+    def __init__(
+        self,
+        *,
+        instances=2,
+        server="daphne",
+        layer="core",
+        extra_env=None,
+        server_args=(),
+    ):
         self.instances = instances
         self.kind = KINDS[server]
+        self.server_args = server_args
         self.env = {
             "CHAT_CHANNEL_LAYER": layer,
             "LOG_LEVEL": "WARNING",
@@ -77,7 +86,7 @@ class Cluster:
             self.database.manage("collectstatic", "--noinput", "-v", "0")
             self.cluster.start()
             for _ in range(self.instances):
-                self.cluster.add_server(self.kind)
+                self.cluster.add_server(self.kind, args=self.server_args)
         except BaseException:
             self._stop()
             raise

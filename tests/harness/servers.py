@@ -115,6 +115,7 @@ class Uvicorn(Daphne):
             "--lifespan",
             "off",
             "--no-access-log",
+            *self.args,
         ]
 
 
