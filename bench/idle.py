@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import time
 
 from .client import use_fast_loop
@@ -33,7 +34,9 @@ async def measure(args):
     async with Cluster(
         instances=args.instances,
         server=args.server,
-        extra_env=NO_LIMITS,
+        # Past the default bound of 2000 sockets a process, as an operator
+        # who runs this many raises it.
+        extra_env={**NO_LIMITS, "CHAT_MAX_CONNECTIONS": str(args.clients)},
         server_args=PINGS[args.server],
     ) as cluster:
         pids = cluster.server_pids()
@@ -41,6 +44,7 @@ async def measure(args):
         clients = await connect_all(cluster, args.clients, Stats(), rooms=args.rooms)
         await settle(pids)
         rss = sum(rss_bytes(pid) for pid in pids)
+        print(f"idle: server pids {pids}", file=sys.stderr, flush=True)
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
         redis_before = cpu_seconds(cluster.redis_pid)
         start = time.monotonic()
