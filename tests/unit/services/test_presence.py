@@ -153,34 +153,38 @@ def test_a_lot_whose_online_list_cannot_be_read_leaves_nothing_behind(
     assert not Connection.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_joins_that_come_at_once_go_in_one_lot_and_see_each_other():
+async def _room_here():
     def setup():
         instance("here")
         return Room.objects.create(name="Test", slug="test")
 
-    room = await database_sync_to_async(setup)()
+    return await database_sync_to_async(setup)()
 
-    def welcome(nickname):
-        return presence.aroom_welcome(
-            room=room,
-            nickname=nickname,
-            last_seq=None,
-            visitor=f"visitor-of-{nickname}",
-            user=AnonymousUser(),
-            connection_id=f"conn-{nickname}",
-            instance="here",
-            max_bytes=65536,
-        )
 
+def _welcome(room, nickname):
+    return presence.aroom_welcome(
+        room=room,
+        nickname=nickname,
+        last_seq=None,
+        visitor=f"visitor-of-{nickname}",
+        user=AnonymousUser(),
+        connection_id=f"conn-{nickname}",
+        instance="here",
+        max_bytes=65536,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_joins_that_come_at_once_go_in_one_lot_and_see_each_other():
+    room = await _room_here()
     names = ["ann", "ben", "cat", "dan"]
     queue = presence._join_trips()
     async with database_thread_held():
-        joins = [asyncio.ensure_future(welcome("ann"))]
+        joins = [asyncio.ensure_future(_welcome(room, "ann"))]
         await wait_until_async(
             lambda: queue.running and not queue.waiting, 5, "the first join's lot"
         )
-        joins += [asyncio.ensure_future(welcome(name)) for name in names[1:]]
+        joins += [asyncio.ensure_future(_welcome(room, name)) for name in names[1:]]
         await wait_until_async(
             lambda: len(queue.waiting) == 3, 5, "joins waiting for the first's lot"
         )
@@ -192,24 +196,9 @@ async def test_joins_that_come_at_once_go_in_one_lot_and_see_each_other():
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_join_given_up_while_its_lot_ran_leaves_nothing_behind():
-    def setup():
-        instance("here")
-        return Room.objects.create(name="Test", slug="test")
-
-    room = await database_sync_to_async(setup)()
+    room = await _room_here()
     async with database_thread_held():
-        gone = asyncio.ensure_future(
-            presence.aroom_welcome(
-                room=room,
-                nickname="gone",
-                last_seq=None,
-                visitor="v-gone",
-                user=AnonymousUser(),
-                connection_id="conn-gone",
-                instance="here",
-                max_bytes=65536,
-            )
-        )
+        gone = asyncio.ensure_future(_welcome(room, "gone"))
         queue = presence._join_trips()
         await wait_until_async(
             lambda: queue.running and not queue.waiting, 5, "the join's lot"
