@@ -356,7 +356,7 @@ def _encoded_size(value: Any) -> int:
 def _fit(items: list[Any], budget: int, *, newest_first: bool = False) -> list[Any]:
     """The items, in order, that fit in `budget` bytes as JSON array members."""
     # Mostly all of them fit: one encoding of the list, not one per item. Per
-    # item, a welcome to a room of 1000 encoded 1000 names, 13 % of the
+    # item, a welcome to a room of 1000 encoded 1000 names, 14 % of the
     # servers' CPU when 1000 clients joined at once (bench/joins.py).
     if _encoded_size(items) - 1 <= budget:  # the members, each with a comma
         return list(items)

@@ -183,10 +183,10 @@ def _rooms_save(lots: list[RoomLot]) -> list[list[SaveResult] | Exception]:
 
 
 # Many small rooms each save a lot of one message, and each commit waits for the
-# disk: 2000 clients in 400 rooms at 500 messages/s (bench/run.py --rooms 400)
-# had 2935 of 7500 messages refused by the save bound with a trip per room, and
-# 3822 with a commit per room besides. One trip for every room waiting, one
-# commit.
+# disk. 2000 clients in 400 rooms (bench/run.py --rooms 400), of 7500 messages
+# at 500/s, had 3822 refused by the save bound with a trip and a commit per
+# room, 2935 with one trip and a commit per room, 1680 with one of each; at
+# 300/s, 647-683 before and none now.
 _save_trips = loop_local(lambda: Trips(_rooms_save, executor=SAVES))
 
 
