@@ -13,6 +13,7 @@ import pytest
 from chat import counters, drops, events
 from chat import hub as hub_module
 from chat.hub import Hub
+from tests.harness.waiting import wait_until_async
 
 ROOM = 1
 
@@ -187,3 +188,34 @@ async def test_a_bad_event_is_counted_and_queues_nothing(hub):
     hub.dispatch(event(typing("a"), "not a frame"))
     assert ROOM not in hub.pending
     assert counters.get("hub_bad_event.event") == 2
+
+
+class GroupLayer:
+    """A stand-in layer that records the hub's group_adds."""
+
+    def __init__(self):
+        self.added = []
+
+    async def group_add(self, group, channel):
+        self.added.append(group)
+
+
+async def test_groups_are_renewed_rarely_and_at_once_after_the_layer_failed(
+    hub, monkeypatch
+):
+    monkeypatch.setattr(hub_module, "GROUP_REFRESH_SECONDS", 0.01)
+    layer = GroupLayer()
+    hub.layer, hub.channel = layer, "hub-test"
+    renewing = asyncio.ensure_future(hub._refresh_groups())
+    try:
+        # Twenty ticks with a working layer: nothing to renew yet.
+        await asyncio.sleep(0.2)
+        assert layer.added == []
+        hub.layer_failed = True  # as a failed receive sets it
+        await wait_until_async(lambda: layer.added, 5, "the groups renewed")
+        assert layer.added == [events.group_name(ROOM)]
+        assert not hub.layer_failed
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
