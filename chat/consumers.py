@@ -10,7 +10,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from . import admission, limits, protocol, selectors, transport, visitors
+from . import acts, admission, limits, protocol, selectors, transport, visitors
 from .addresses import scope_address
 from .hub import Batch, Event, get_hub
 from .logs import cause, is_outage
@@ -64,7 +64,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             protocol.STOP_TYPING: self.on_typing,
             protocol.PING: self.on_ping,
             protocol.LEAVE: self.on_leave,
+            protocol.EDIT: self.on_act,
+            protocol.DELETE: self.on_act,
+            **{kind: self.on_act for kind in protocol.MODERATIONS},
         }
+        # Whether the joined nickname's holder moderates the room (its join).
+        self.moderator = False
         self.address = scope_address(self.scope)
         # Messages of this socket waiting for their save, in the order they came,
         # and the task saving them.
@@ -183,14 +188,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def refuse_frame(self, exc: Exception, client_id: str | None) -> None:
         """Answer a frame that failed: its error, or `unavailable` for a bug or
         an outage (logged). A refused message names its client_id."""
-        if isinstance(exc, ProtocolError):
-            code, message = exc.code, exc.message
-            client_id = exc.client_id or client_id
-        else:
+        if not isinstance(exc, ProtocolError):
             self.failed("frame_failed", exc)
-            code = protocol.UNAVAILABLE
-            message = _("The server could not handle that just now; try again.")
-        await self.send_frame(protocol.error_frame(code, message, client_id or None))
+            exc = ProtocolError(
+                protocol.UNAVAILABLE,
+                _("The server could not handle that just now; try again."),
+            )
+        exc.client_id = exc.client_id or client_id or None
+        await self.send_frame(exc.frame())
+        if exc.code == protocol.BANNED:
+            # Also where this instance missed the ban's layer event: the
+            # database refused the join or the message.
+            self.close_soon(protocol.CLOSE_BANNED)
 
     # Frames -----------------------------------------------------------------
 
@@ -215,6 +224,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 connection_id=self.connection_id,
                 instance=self.instance,
                 max_bytes=self.max_send_bytes(),
+                address=self.address,
             )
             await self.send_frame(welcome)
         except BaseException:
@@ -228,6 +238,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise
         # From here on the connection is recorded: disconnect() takes it out.
         self.nickname = joined.nickname
+        self.moderator = joined.moderator
         self.floor = welcome["last_seq"]
         backlog, self.backlog = self.backlog, None
         if backlog:
@@ -288,6 +299,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 visitor=self.visitor,
                 text=frame.text,
                 client_id=frame.client_id,
+                user_id=self.user.pk
+                if self.user and self.user.is_authenticated
+                else None,
+                moderator=self.moderator,
             )
         except Exception as exc:  # noqa: BLE001 - answered by refuse_frame()
             await self.refuse_frame(exc, frame.client_id)
@@ -309,6 +324,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             connection_id=self.connection_id,
             active=frame.type == protocol.TYPING,
         )
+
+    async def on_act(self, frame: acts.Act) -> None:
+        answer = await acts.act(
+            acts.Actor(
+                room=self.joined_room,
+                visitor=self.visitor,
+                user=self.user,
+                address=self.address,
+            ),
+            frame,
+        )
+        if answer is not None:
+            await self.send_frame(answer)
 
     async def on_leave(self, frame: protocol.Signal) -> None:
         await self.leave_room()
@@ -332,7 +360,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         if self.closing is not None:  # its close is on its way: nothing after it
             return
-        events = batch.wanted_by(self.connection_id, self.floor)
+        events = batch.wanted_by(self.connection_id, self.floor, self.visitor)
         if not events:
             return
         try:
@@ -355,6 +383,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         for event in events:
             if event.close:
                 self.close_soon(event.close)
+                # Out of the room now, not once the client answers the close:
+                # a kicked or banned nickname is free at once, and the room
+                # is told it left.
+                self.leaving = asyncio.create_task(self.leave_room())
                 return
 
     async def restore_presence(self) -> None:
@@ -375,6 +407,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 user=self.user,
                 connection_id=self.connection_id,
                 instance=self.instance,
+                address=self.address,
             )
         except Exception as exc:  # noqa: BLE001 - the client rejoins instead
             if isinstance(exc, ProtocolError):

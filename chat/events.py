@@ -105,6 +105,7 @@ async def room_send(
     exclude: str | None = None,
     close: int | None = None,
     excludes: Iterable[str | None] | None = None,
+    only: Iterable[str] | None = None,
 ) -> bool:
     """
     Ring the room's doorbell with one or more frames, in order; False when the
@@ -116,6 +117,9 @@ async def room_send(
     "excludes" read only "exclude", None then: a typist's own frame reaches
     its socket, and clients ignore typing of their own nickname
     (docs/protocol.md).
+
+    `only`, visitors (chat/visitors.py), sends the frames (and the close) to
+    their sockets and streams alone: a moderator's kick or ban.
 
     A failure is logged (rate-limited, chat/drops.py) and swallowed: what was
     saved stays saved, and clients catch up from the database by seq. A send
@@ -136,6 +140,8 @@ async def room_send(
     }
     if excludes is not None:
         event["excludes"] = list(excludes)
+    if only is not None:
+        event["only"] = list(only)
     try:
         await asyncio.wait_for(_group_send(room_id, event), SEND_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - any layer failure is survivable
@@ -150,6 +156,15 @@ async def room_send(
     return True
 
 
-def room_send_sync(room_id: int, frame: Frame, *, close: int | None = None) -> None:
+def room_send_sync(
+    room_id: int,
+    frame: Frame,
+    *,
+    close: int | None = None,
+    only: Iterable[str] | None = None,
+) -> None:
     """From synchronous code (the admin): send once the transaction commits."""
-    transaction.on_commit(lambda: async_to_sync(room_send)(room_id, frame, close=close))
+    only = list(only) if only is not None else None
+    transaction.on_commit(
+        lambda: async_to_sync(room_send)(room_id, frame, close=close, only=only)
+    )

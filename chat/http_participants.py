@@ -102,9 +102,14 @@ class Queued:
 class HttpParticipant:
     """One participant on the HTTP transport, in this process."""
 
-    def __init__(self, *, ticket: Ticket, room: Room, user: presence.User) -> None:
+    def __init__(
+        self, *, ticket: Ticket, room: Room, user: presence.User, address: str = ""
+    ) -> None:
         self.ticket = ticket
         self.connection_id = ticket.connection_id
+        self.visitor = ticket.visitor
+        # The client's address where it was made (an address ban takes it).
+        self.address = address
         self.room = room
         self.user = user
         self.instance: str = settings.CHAT_INSTANCE_ID
@@ -163,6 +168,7 @@ class HttpParticipant:
                     connection_id=self.connection_id,
                     instance=self.instance,
                     max_bytes=settings.CHAT_MAX_FRAME_BYTES,
+                    address=self.address,
                 )
             except BaseException:
                 self.backlog = None
@@ -193,7 +199,7 @@ class HttpParticipant:
             return
         if self.gone or self.final or self.stale:
             return
-        events = batch.wanted_by(self.connection_id, self.floor)
+        events = batch.wanted_by(self.connection_id, self.floor, self.visitor)
         if not events:
             return
         if self.outlet is not None and not self.queue and not self.writing:
@@ -282,6 +288,7 @@ class HttpParticipant:
                     user=self.user,
                     connection_id=self.connection_id,
                     instance=self.instance,
+                    address=self.address,
                 )
                 return
             except Exception as exc:  # noqa: BLE001 - welcomed again instead
@@ -432,7 +439,7 @@ get_participants = loop_local(dict[str, HttpParticipant])
 
 
 def participant_for(
-    ticket: Ticket, *, room: Room, user: presence.User
+    ticket: Ticket, *, room: Room, user: presence.User, address: str = ""
 ) -> tuple[HttpParticipant, bool]:
     """The participant of a ticket in this process, made when there is none
     (then True)."""
@@ -441,6 +448,6 @@ def participant_for(
     if found is not None and not found.gone:
         return found, False
     made = participants[ticket.connection_id] = HttpParticipant(
-        ticket=ticket, room=room, user=user
+        ticket=ticket, room=room, user=user, address=address
     )
     return made, True

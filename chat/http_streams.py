@@ -175,7 +175,9 @@ class Endpoint:
         # Before the participant's connection is recorded: it names this
         # instance.
         await get_hub().start()
-        return participant_for(ticket, room=room, user=scope.get("user"))
+        return participant_for(
+            ticket, room=room, user=scope.get("user"), address=scope_address(scope)
+        )
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotImplementedError

@@ -22,12 +22,13 @@ from django.utils.translation import gettext as _
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from . import admission, protocol, selectors
+from . import acts, admission, protocol, selectors
 from .addresses import request_address
 from .http_participants import Ticket, get_participants, participant_for, ticket_read
 from .hub import get_hub
 from .logs import cause, is_outage
 from .models import Room
+from .permissions import is_moderator
 from .protocol import Frame, ProtocolError
 from .services import messages, presence
 from .typing import typing_relay
@@ -49,9 +50,7 @@ def frame_response(frame: Frame, status: int = 200) -> HttpResponse:
 def refusal_response(exc: ProtocolError) -> HttpResponse:
     """An error frame, with the status its code has (protocol.HTTP_STATUS)."""
     status, headers = protocol.http_refusal(exc.code)
-    response = frame_response(
-        protocol.error_frame(exc.code, exc.message, exc.client_id), status
-    )
+    response = frame_response(exc.frame(), status)
     for name, value in headers.items():
         response[name] = value
     return response
@@ -98,9 +97,7 @@ def visitor_for(request: HttpRequest) -> str:
     return visitor
 
 
-def frame_of(
-    request: HttpRequest,
-) -> protocol.Join | protocol.Message | protocol.Signal:
+def frame_of(request: HttpRequest) -> protocol.ClientFrame:
     """The request's body as a frame, checked as a WebSocket frame is."""
     too_large = ProtocolError(
         protocol.FRAME_TOO_LARGE,
@@ -138,7 +135,12 @@ async def http_join(request: HttpRequest, slug: str) -> HttpResponse:
     # Before the participant's connection is recorded: it names this instance.
     await get_hub().start()
     ticket = Ticket(uuid.uuid4().hex, room.pk, frame.nickname, visitor)
-    participant, _made = participant_for(ticket, room=room, user=await request.auser())
+    participant, _made = participant_for(
+        ticket,
+        room=room,
+        user=await request.auser(),
+        address=request_address(request),
+    )
     try:
         welcome = await participant.welcome(frame.last_seq)
     except BaseException:
@@ -168,6 +170,17 @@ async def http_send(request: HttpRequest, slug: str) -> HttpResponse:
         raise ProtocolError(protocol.ALREADY_JOINED, _("You have already joined."))
     if isinstance(frame, protocol.Message):
         return await post(request, room, ticket, frame)
+    if isinstance(frame, protocol.Edit | protocol.Delete | protocol.Moderation):
+        answer = await acts.act(
+            acts.Actor(
+                room=room,
+                visitor=ticket.visitor,
+                user=await request.auser(),
+                address=request_address(request),
+            ),
+            frame,
+        )
+        return frame_response(answer) if answer else HttpResponse(status=204)
     if frame.type == protocol.LEAVE:
         await leave(ticket)
         return HttpResponse(status=204)
@@ -208,12 +221,18 @@ async def post(
         address=request_address(request),
         client_id=frame.client_id,
     )
+    user = await request.auser()
+    moderator = user.is_staff and await database_sync_to_async(is_moderator)(
+        user, room.pk
+    )
     message, _delivered = await messages.amessage_post(
         room=room,
         nickname=ticket.nickname,
         visitor=ticket.visitor,
         text=frame.text,
         client_id=frame.client_id,
+        user_id=user.pk if user.is_authenticated else None,
+        moderator=moderator,
     )
     return frame_response(message)
 

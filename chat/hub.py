@@ -74,6 +74,7 @@ class Event:
         "frame",
         "key",
         "message",
+        "only",
         "seq",
     )
 
@@ -83,10 +84,13 @@ class Event:
         exclude: str | None = None,
         close: int | None = None,
         key: str | None = None,
+        only: frozenset[str] | None = None,
     ) -> None:
         self.frame = frame
         self.exclude = exclude
         self.close = close
+        # For these visitors' sockets and streams alone (events.room_send).
+        self.only = only
         # The same on every instance (the layer event's id and the frame's
         # place in it), or None from an instance that gives none.
         self.key = key
@@ -125,6 +129,7 @@ class Batch:
             events[place] = event
         self.events = events
         self.excludes = {e.exclude for e in events if e.exclude}
+        self.targeted = any(e.only is not None for e in events)
         seqs = [e.seq for e in events if e.seq is not None]
         self.min_seq = min(seqs) if seqs else None
         self._data: bytes | None = None
@@ -152,17 +157,22 @@ class Batch:
             self._chunk = chunk(self.stream)
         return self._chunk
 
-    def wanted_by(self, connection_id: str, floor: int) -> list[Event]:
-        """The events for one socket: all of them, but its own echoes and the
-        messages it already has (seq up to `floor`)."""
-        if connection_id not in self.excludes and (
-            self.min_seq is None or self.min_seq > floor
+    def wanted_by(self, connection_id: str, floor: int, visitor: str) -> list[Event]:
+        """The events for one socket: all of them, but its own echoes, the
+        messages it already has (seq up to `floor`) and those for other
+        visitors."""
+        if (
+            connection_id not in self.excludes
+            and not self.targeted
+            and (self.min_seq is None or self.min_seq > floor)
         ):
             return self.events
         return [
             e
             for e in self.events
-            if e.exclude != connection_id and (e.seq is None or e.seq > floor)
+            if e.exclude != connection_id
+            and (e.seq is None or e.seq > floor)
+            and (e.only is None or visitor in e.only)
         ]
 
 
@@ -171,6 +181,7 @@ class Listener(Protocol):
     HTTP participant (chat/http_participants.py)."""
 
     connection_id: str
+    visitor: str
 
     async def deliver(self, batch: Batch) -> None: ...
 
@@ -294,6 +305,8 @@ class Hub:
             if not isinstance(excludes, list) or len(excludes) != len(frames):
                 excludes = [exclude] * len(frames)
             event_id = event.get("id")
+            only = event.get("only")
+            targets = frozenset(map(str, only)) if isinstance(only, list) else None
             room_events: list[Event] = []
             for place, (frame, frame_exclude) in enumerate(
                 zip(frames, excludes, strict=True)
@@ -308,7 +321,7 @@ class Hub:
                     lost[drops.kind_of([frame])] += 1
                     continue
                 key = f"{event_id}.{place}" if isinstance(event_id, str) else None
-                room_events.append(Event(frame, frame_exclude, close, key))
+                room_events.append(Event(frame, frame_exclude, close, key, targets))
         except (KeyError, TypeError, ValueError, AttributeError):
             drops.dropped("hub_bad_event", "event", room=room_id)
             return

@@ -23,9 +23,33 @@ class Room(models.Model):
     created = models.DateTimeField(_("created"), default=timezone.now)
     # The seq of the room's newest message; each message takes the next one.
     last_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    slow_mode_seconds = models.PositiveIntegerField(
+        _("slow mode (seconds)"),
+        default=0,
+        help_text=_(
+            "At most one message per this many seconds from each participant "
+            "(moderators excepted); 0 is off."
+        ),
+    )
+    members_only = models.BooleanField(
+        _("members only"),
+        default=False,
+        help_text=_("Only signed-in users (and moderators) may post."),
+    )
+    moderators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="moderated_rooms",
+        verbose_name=_("moderators"),
+        help_text=_(
+            "Staff users who moderate this room. Staff with the “Can moderate "
+            "every room” permission moderate all rooms."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]
+        permissions = [("moderate_room", _("Can moderate every room"))]
 
     def __str__(self) -> str:
         return self.name
@@ -44,6 +68,18 @@ class Message(models.Model):
     client_id = models.CharField(max_length=64, blank=True, default="")
     # A hash of the sender's session, never the session key itself.
     visitor = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # The signed-in sender; None for a visitor without an account.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    edited = models.DateTimeField(_("edited"), null=True, blank=True, editable=False)
+    # A deleted message keeps its place (and seq) with its text gone.
+    deleted = models.DateTimeField(_("deleted"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -86,6 +122,13 @@ class Member(models.Model):
     # (SQLite's lower() folds ASCII only).
     skeleton = models.CharField(max_length=SKELETON_MAX_LENGTH)
     visitor = models.CharField(max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
     joined = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -127,6 +170,108 @@ class Connection(models.Model):
         Instance, on_delete=models.CASCADE, related_name="connections"
     )
     opened = models.DateTimeField(default=timezone.now)
+    # The client's address as chat/addresses.py finds it: what an address ban
+    # takes (chat/services/moderation.py).
+    address = models.CharField(max_length=45, blank=True, default="")
 
     def __str__(self) -> str:
         return self.id
+
+
+class Sanction(models.Model):
+    """A mute or a ban: what a moderator forbade whom, where and until when."""
+
+    class Kind(models.TextChoices):
+        MUTE = "mute", _("mute")
+        BAN = "ban", _("ban")
+
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    # None: every room.
+    room = models.ForeignKey(
+        Room,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="sanctions",
+        verbose_name=_("room"),
+        help_text=_("Empty: every room."),
+    )
+    # The nickname they had: for people; what holds is visitor, user, address.
+    nickname = models.CharField(_("nickname"), max_length=32)
+    visitor = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("account"),
+    )
+    address = models.CharField(
+        _("address"), max_length=45, blank=True, default="", db_index=True
+    )
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    created = models.DateTimeField(_("since"), default=timezone.now)
+    # None: for good.
+    expires = models.DateTimeField(_("until"), null=True, blank=True)
+    lifted = models.DateTimeField(_("lifted"), null=True, blank=True)
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("moderator"),
+    )
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = _("mute or ban")
+        verbose_name_plural = _("mutes and bans")
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.nickname}"
+
+
+class ModerationRecord(models.Model):
+    """One moderator's action, kept for the record (the admin's audit log)."""
+
+    class Action(models.TextChoices):
+        DELETE = "delete", _("delete message")
+        MUTE = "mute", _("mute")
+        KICK = "kick", _("kick")
+        BAN = "ban", _("ban")
+        LIFT = "lift", _("lift mute or ban")
+
+    created = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("moderator"),
+    )
+    # Kept as it was, should the account go.
+    moderator_name = models.CharField(_("moderator"), max_length=150)
+    action = models.CharField(_("action"), max_length=8, choices=Action.choices)
+    room = models.ForeignKey(
+        Room,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("room"),
+    )
+    nickname = models.CharField(_("whom"), max_length=32, blank=True)
+    visitor = models.CharField(max_length=64, blank=True, default="")
+    message_id = models.BigIntegerField(_("message"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=500, blank=True)
+    expires = models.DateTimeField(_("until"), null=True, blank=True)
+    detail = models.CharField(_("detail"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = _("moderation record")
+        verbose_name_plural = _("moderation log")
+
+    def __str__(self) -> str:
+        return f"{self.moderator_name} {self.action} {self.nickname}"

@@ -4,6 +4,7 @@ close codes, and how the HTTP transport carries the same frames (status codes,
 event stream). docs/protocol.md documents exactly what is here.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,8 @@ from django.utils.translation import gettext as _
 from . import nicknames
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from .models import Message as SavedMessage
     from .models import Room
     from .selectors import HistoryPage
@@ -35,13 +38,37 @@ STOP_TYPING = "stop_typing"
 PING = "ping"
 # Out of the room (the socket stays open, and may join again).
 LEAVE = "leave"
-CLIENT_TYPES = (JOIN, MESSAGE, TYPING, STOP_TYPING, PING, LEAVE)
+# An author's own message: its text changed, or taken back (a moderator may
+# delete any message of the room).
+EDIT = "edit"
+DELETE = "delete"
+# A moderator's, about a participant (docs/moderation.md).
+MUTE = "mute"
+KICK = "kick"
+BAN = "ban"
+MODERATIONS = (MUTE, KICK, BAN)
+CLIENT_TYPES = (
+    JOIN,
+    MESSAGE,
+    TYPING,
+    STOP_TYPING,
+    PING,
+    LEAVE,
+    EDIT,
+    DELETE,
+    *MODERATIONS,
+)
 
 # Server -> client frame types (MESSAGE, TYPING and STOP_TYPING too).
 WELCOME = "welcome"
 JOINED = "joined"
 LEFT = "left"
 DELETED = "deleted"
+EDITED = "edited"
+# The answer to a moderator's mute, kick or ban: what was done, to whom.
+MODERATED = "moderated"
+# The room's details changed (a moderator in the admin).
+ROOM = "room"
 PONG = "pong"
 ERROR = "error"
 SERVER_TYPES = (
@@ -52,6 +79,9 @@ SERVER_TYPES = (
     TYPING,
     STOP_TYPING,
     DELETED,
+    EDITED,
+    MODERATED,
+    ROOM,
     PONG,
     ERROR,
 )
@@ -76,6 +106,18 @@ SERVER_FULL = "server_full"
 # An HTTP request without the visitor's cookies or CSRF token, or with a
 # ticket that is not the visitor's.
 FORBIDDEN = "forbidden"
+# Moderation (docs/moderation.md). A muted participant still reads; their
+# messages, edits and deletions are refused. Each of these errors says how
+# long it holds in `retry_after` (seconds; absent for good).
+MUTED = "muted"
+BANNED = "banned"
+KICKED = "kicked"
+SLOW_MODE = "slow_mode"
+MEMBERS_ONLY = "members_only"
+# An edit of a message older than CHAT_EDIT_WINDOW_SECONDS.
+EDIT_WINDOW_CLOSED = "edit_window_closed"
+# A message to edit or delete, or a participant to moderate, that the room has not.
+NOT_FOUND = "not_found"
 ERROR_CODES = (
     INVALID_FRAME,
     FRAME_TOO_LARGE,
@@ -92,6 +134,13 @@ ERROR_CODES = (
     UNAVAILABLE,
     SERVER_FULL,
     FORBIDDEN,
+    MUTED,
+    BANNED,
+    KICKED,
+    SLOW_MODE,
+    MEMBERS_ONLY,
+    EDIT_WINDOW_CLOSED,
+    NOT_FOUND,
 )
 # The HTTP transport answers an error frame with the status that fits its code.
 HTTP_STATUS = {
@@ -110,6 +159,13 @@ HTTP_STATUS = {
     UNAVAILABLE: 503,
     SERVER_FULL: 503,
     FORBIDDEN: 403,
+    MUTED: 403,
+    BANNED: 403,
+    KICKED: 403,
+    SLOW_MODE: 429,
+    MEMBERS_ONLY: 403,
+    EDIT_WINDOW_CLOSED: 409,
+    NOT_FOUND: 404,
 }
 # After these statuses the HTTP answer says when to try again (Retry-After).
 RETRY_AFTER_SECONDS = 2
@@ -141,10 +197,22 @@ CLOSE_REJOIN = 1012
 # Refused for now (too many joins from the address or visitor, or a server
 # process full, after `server_full`): reconnect after the usual backoff.
 CLOSE_TRY_LATER = 1013
-FINAL_CLOSE_CODES = (CLOSE_ROOM_NOT_FOUND, CLOSE_ROOM_ARCHIVED)
+# A moderator took the participant out of the room (after `kicked`): they may
+# join again, by their own choice, not by reconnecting on their own.
+CLOSE_KICKED = 4409
+# Banned from the room (after `banned`, also when a banned visitor joins).
+CLOSE_BANNED = 4403
+FINAL_CLOSE_CODES = (
+    CLOSE_ROOM_NOT_FOUND,
+    CLOSE_ROOM_ARCHIVED,
+    CLOSE_KICKED,
+    CLOSE_BANNED,
+)
 CLOSE_CODES = (
     CLOSE_ROOM_NOT_FOUND,
     CLOSE_ROOM_ARCHIVED,
+    CLOSE_KICKED,
+    CLOSE_BANNED,
     CLOSE_TOO_SLOW,
     CLOSE_REJOIN,
     CLOSE_TRY_LATER,
@@ -160,6 +228,13 @@ class ProtocolError(Exception):
         self.message = message
         # For a refused message: its client_id, so the sender knows which one.
         self.client_id = client_id
+        # For a refusal that lifts by itself (muted, slow mode): in how many
+        # seconds; None for one that does not, or is not said.
+        self.retry_after: int | None = None
+
+    def frame(self) -> Frame:
+        """The error frame that tells it."""
+        return error_frame(self.code, self.message, self.client_id, self.retry_after)
 
 
 @dataclass(frozen=True)
@@ -174,6 +249,42 @@ class Message:
     text: str
     client_id: str
     type: str = MESSAGE
+
+
+@dataclass(frozen=True)
+class Edit:
+    id: int
+    text: str
+    type: str = EDIT
+
+
+@dataclass(frozen=True)
+class Delete:
+    id: int
+    type: str = DELETE
+
+
+@dataclass(frozen=True)
+class Target:
+    """Whom a moderator acts on: a participant by nickname, or the author of
+    a message by its id."""
+
+    nickname: str | None = None
+    message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Moderation:
+    """A moderator's mute, kick or ban (`type`)."""
+
+    type: str
+    target: Target
+    # How long a mute or ban holds; None: a ban for good.
+    seconds: int | None
+    reason: str
+    # A ban: from every room, not this one only; and of the address too.
+    everywhere: bool = False
+    address: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,7 +372,66 @@ def _clean_seq(value: object) -> int | None:
     return value
 
 
-def parse_client_frame(text: str | None) -> Join | Message | Signal:
+def _clean_id(value: object) -> int:
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 0 < value <= SEQ_MAX
+    ):
+        raise ProtocolError(INVALID_FRAME, _("id must be a message's id."))
+    return value
+
+
+# A mute or ban holds at most this long; a ban may also hold for good.
+SANCTION_MAX_SECONDS = 366 * 24 * 3600
+REASON_MAX_LENGTH = 500
+
+
+def _clean_moderation(kind: str, data: dict[str, Any]) -> Moderation:
+    nickname, message_id = data.get("nickname"), data.get("id")
+    if message_id is not None:
+        target = Target(message_id=_clean_id(message_id))
+    elif isinstance(nickname, str):
+        target = Target(nickname=clean_nickname(nickname))
+    else:
+        raise ProtocolError(
+            INVALID_FRAME, _("Name the participant by nickname or by a message id.")
+        )
+    seconds = data.get("seconds")
+    if kind == KICK or (kind == BAN and seconds is None):
+        seconds = None
+    elif (
+        not isinstance(seconds, int)
+        or isinstance(seconds, bool)
+        or not 0 < seconds <= SANCTION_MAX_SECONDS
+    ):
+        raise ProtocolError(
+            INVALID_FRAME,
+            _("seconds must be a whole number from 1 to %(max)d.")
+            % {"max": SANCTION_MAX_SECONDS},
+        )
+    reason = data.get("reason") or ""
+    if not isinstance(reason, str) or not _is_storable(reason):
+        raise ProtocolError(INVALID_FRAME, _("The reason must be text."))
+    flags = [data.get("everywhere", False), data.get("address", False)]
+    if not all(isinstance(flag, bool) for flag in flags):
+        raise ProtocolError(
+            INVALID_FRAME, _("everywhere and address are true or false.")
+        )
+    return Moderation(
+        type=kind,
+        target=target,
+        seconds=seconds,
+        reason=reason.strip()[:REASON_MAX_LENGTH],
+        everywhere=kind == BAN and flags[0],
+        address=kind == BAN and flags[1],
+    )
+
+
+ClientFrame = Join | Message | Edit | Delete | Moderation | Signal
+
+
+def parse_client_frame(text: str | None) -> ClientFrame:
     """Turn one text frame into a frame object, or raise ProtocolError."""
     if text is None:
         raise ProtocolError(INVALID_FRAME, _("Frames are JSON text, not binary."))
@@ -296,6 +466,12 @@ def parse_client_frame(text: str | None) -> Join | Message | Signal:
             exc.client_id = client_id or None
             raise
         return Message(text=text, client_id=client_id)
+    if kind == EDIT:
+        return Edit(id=_clean_id(data.get("id")), text=clean_text(data.get("text")))
+    if kind == DELETE:
+        return Delete(id=_clean_id(data.get("id")))
+    if kind in MODERATIONS:
+        return _clean_moderation(kind, data)
     if kind in CLIENT_TYPES:
         return Signal(type=kind)
     raise ProtocolError(
@@ -319,10 +495,17 @@ def stream_event(frame_text: str, event_id: int | None = None) -> bytes:
     return f"{head}data: {frame_text}\n\n".encode()
 
 
-def error_frame(code: str, message: str, client_id: str | None = None) -> Frame:
+def error_frame(
+    code: str,
+    message: str,
+    client_id: str | None = None,
+    retry_after: int | None = None,
+) -> Frame:
     frame: Frame = {"type": ERROR, "code": code, "message": message}
     if client_id:
         frame["client_id"] = client_id
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
     return frame
 
 
@@ -340,8 +523,45 @@ def typing_frame(*, nickname: str, active: bool) -> Frame:
 
 
 def deleted_frame(*, ids: list[int]) -> Frame:
-    """Messages a moderator deleted, by id."""
+    """Messages deleted (by their author or a moderator), by id."""
     return {"type": DELETED, "ids": ids}
+
+
+def edited_frame(message: "SavedMessage", room_slug: str) -> Frame:
+    """A message its author edited: the message frame again, with its new text."""
+    return {**message_frame(message, room_slug), "type": EDITED}
+
+
+def moderated_frame(
+    *, action: str, nickname: str, until: str | None, everywhere: bool = False
+) -> Frame:
+    """A moderator's mute, kick or ban, done: to them (`until` None: for good,
+    or a kick)."""
+    return {
+        "type": MODERATED,
+        "action": action,
+        "nickname": nickname,
+        "until": until,
+        "everywhere": everywhere,
+    }
+
+
+def timestamp(moment: "datetime | None") -> str | None:
+    """A time as the frames carry it: ISO 8601 in UTC, with Z."""
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def author_of(room_id: int, visitor: str) -> str:
+    """
+    A message's author as the room's pages see it: the same for every message
+    of one visitor in the room, and nothing else can be learnt from it (another
+    room gives another). A page tells its own messages by the `author` its
+    welcome names.
+    """
+    digest = hashlib.sha256(f"author:{room_id}:{visitor}".encode()).hexdigest()
+    return digest[:16]
 
 
 def pong_frame(*, last_seq: int | None) -> Frame:
@@ -370,6 +590,22 @@ def _fit(items: list[Any], budget: int, *, newest_first: bool = False) -> list[A
     return kept[::-1] if newest_first else kept
 
 
+def room_details(room: "Room") -> Frame:
+    """What a room's page shows of it, and the rules its posting keeps."""
+    return {
+        "slug": room.slug,
+        "name": room.name,
+        "topic": room.topic,
+        "slow_mode_seconds": room.slow_mode_seconds,
+        "members_only": room.members_only,
+    }
+
+
+def room_frame(room: "Room") -> Frame:
+    """A room's details changed in the admin (name, topic, rules)."""
+    return {"type": ROOM, "room": room_details(room)}
+
+
 def welcome_frame(
     *,
     room: "Room",
@@ -392,7 +628,13 @@ def welcome_frame(
     frame: Frame = {
         "type": WELCOME,
         "nickname": presence.nickname,
-        "room": {"slug": room.slug, "name": room.name, "topic": room.topic},
+        "room": room_details(room),
+        # Who the joiner is to the room: the author id of their own messages,
+        # and whether they may moderate it.
+        "you": {
+            "author": author_of(room.pk, presence.visitor),
+            "moderator": presence.moderator,
+        },
         "participants": presence.participants,
         "users": [],
         "users_complete": True,
@@ -402,6 +644,7 @@ def welcome_frame(
         "limits": {
             "max_message_length": settings.CHAT_MAX_MESSAGE_LENGTH,
             "max_frame_bytes": settings.CHAT_MAX_FRAME_BYTES,
+            "edit_seconds": settings.CHAT_EDIT_WINDOW_SECONDS,
         },
     }
     budget = max_bytes - len(encode(frame).encode())
@@ -419,16 +662,22 @@ def welcome_frame(
 
 def message_frame(message: "SavedMessage", room_slug: str) -> Frame:
     """A saved message as a frame; only JSON-native values (the layer uses msgpack)."""
-    return {
+    frame = {
         "type": MESSAGE,
         "id": message.pk,
         "seq": message.seq,
         "room": room_slug,
         "nickname": message.nickname,
         "text": message.text,
-        "ts": message.created.isoformat().replace("+00:00", "Z"),
+        "ts": timestamp(message.created),
         "client_id": message.client_id or None,
+        "author": author_of(message.room_id, message.visitor),
+        "edited": timestamp(message.edited),
     }
+    if message.deleted is not None:
+        # In its place, with nothing of what it said.
+        frame.update(text="", edited=None, deleted=True)
+    return frame
 
 
 def client_config(*, room_slug: str, history_page_max: int) -> dict:
@@ -450,7 +699,10 @@ def client_config(*, room_slug: str, history_page_max: int) -> dict:
             # A join refused for its nickname: the person chooses another.
             "nickname": [INVALID_NICKNAME, NICKNAME_TAKEN],
             # Said just before a final close.
-            "final": [ROOM_NOT_FOUND, ROOM_ARCHIVED],
+            "final": [ROOM_NOT_FOUND, ROOM_ARCHIVED, KICKED, BANNED],
+            # A message refused for a while (retry_after): it is not resent by
+            # itself, its sender is told how long.
+            "held": [MUTED, SLOW_MODE],
         },
         "close": {
             "codes": {
@@ -459,6 +711,8 @@ def client_config(*, room_slug: str, history_page_max: int) -> dict:
                 "TOO_SLOW": CLOSE_TOO_SLOW,
                 "REJOIN": CLOSE_REJOIN,
                 "TRY_LATER": CLOSE_TRY_LATER,
+                "KICKED": CLOSE_KICKED,
+                "BANNED": CLOSE_BANNED,
             },
             # No reconnecting after these.
             "final": list(FINAL_CLOSE_CODES),
@@ -474,6 +728,9 @@ def client_config(*, room_slug: str, history_page_max: int) -> dict:
             # A "load older" page: as many as a first welcome brings.
             "history_page": settings.CHAT_HISTORY_LIMIT,
             "history_page_max": history_page_max,
+            "edit_seconds": settings.CHAT_EDIT_WINDOW_SECONDS,
+            "reason_max_length": REASON_MAX_LENGTH,
+            "sanction_max_seconds": SANCTION_MAX_SECONDS,
         },
         "urls": {
             "history": reverse("chat:history", kwargs={"slug": room_slug}),

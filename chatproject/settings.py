@@ -400,6 +400,9 @@ if not 0 <= CHAT_PROXY_HOPS <= 10:
     )
 CHAT_HISTORY_LIMIT = _positive_int("CHAT_HISTORY_LIMIT", 50)
 CHAT_CATCH_UP_LIMIT = _positive_int("CHAT_CATCH_UP_LIMIT", 500)
+# How long after sending a message its author may still edit it (deleting it
+# has no limit).
+CHAT_EDIT_WINDOW_SECONDS = _positive_int("CHAT_EDIT_WINDOW_SECONDS", 15 * 60)
 # A socket with more than this waiting to be sent has stopped reading; it is closed
 # (4408) and catches up when it reconnects (chat/transport.py).
 CHAT_SEND_BUFFER_BYTES = _positive_int("CHAT_SEND_BUFFER_BYTES", 1024 * 1024)

@@ -4,6 +4,9 @@ that saves it, so seqs have no gaps and commit in order. A message is saved
 before the room hears of it (amessage_post).
 """
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -11,7 +14,7 @@ from django.utils.translation import gettext as _
 from .. import protocol
 from ..models import Message, Room
 from ..protocol import ProtocolError
-from . import save_queue
+from . import sanctions, save_queue
 from .save_queue import Answer, Draft, SaveResult
 
 
@@ -96,6 +99,7 @@ def _draft(room_id: int, draft: Draft) -> Message:
         text=draft["text"],
         client_id=draft["client_id"],
         visitor=draft["visitor"],
+        user_id=draft.get("user_id"),
         created=timezone.now(),
     )
 
@@ -124,6 +128,19 @@ def _save_one(message: Message) -> tuple[Message, bool]:
 
 
 def messages_save(*, room_id: int, drafts: list[Draft]) -> list[SaveResult]:
+    """
+    Save what of a room's lot the room's rules and moderators allow now
+    (chat/services/sanctions.py); the rest gets its refusal.
+    """
+    refusals = sanctions.lot_refusals(room_id=room_id, drafts=drafts)
+    allowed = [
+        draft for draft, refused in zip(drafts, refusals, strict=True) if not refused
+    ]
+    saved = iter(_messages_save(room_id=room_id, drafts=allowed) if allowed else [])
+    return [refused or next(saved) for refused in refusals]
+
+
+def _messages_save(*, room_id: int, drafts: list[Draft]) -> list[SaveResult]:
     """
     Save messages of one room together, in order, with consecutive seqs; a
     (message, created) pair or the exception that stopped it for each draft.
@@ -155,7 +172,14 @@ def messages_save(*, room_id: int, drafts: list[Draft]) -> list[SaveResult]:
 
 
 async def amessage_post(
-    *, room: Room, nickname: str, visitor: str, text: str, client_id: str
+    *,
+    room: Room,
+    nickname: str,
+    visitor: str,
+    text: str,
+    client_id: str,
+    user_id: int | None = None,
+    moderator: bool = False,
 ) -> Answer:
     """
     Save a message, then ring the room's doorbell; (message frame, delivered).
@@ -170,5 +194,90 @@ async def amessage_post(
         "visitor": visitor,
         "text": text,
         "client_id": client_id,
+        "user_id": user_id,
+        "moderator": moderator,
     }
     return await save_queue.aqueue_post(room=room, draft=draft, save=messages_save)
+
+
+def _is_author(message: Message, visitor: str, user_id: int | None) -> bool:
+    """The sender of a message, by their session (or cookie), or their account."""
+    return message.visitor == visitor or (
+        user_id is not None and message.user_id == user_id
+    )
+
+
+def _message_for_change(room_id: int, message_id: int) -> Message:
+    message = (
+        Message.objects.select_for_update()
+        .filter(pk=message_id, room_id=room_id, deleted__isnull=True)
+        .first()
+    )
+    if message is None:
+        raise ProtocolError(
+            protocol.NOT_FOUND, _("There is no such message in this room.")
+        )
+    return message
+
+
+def _author_check(message: Message, visitor: str, user_id: int | None) -> None:
+    if not _is_author(message, visitor, user_id):
+        raise ProtocolError(
+            protocol.FORBIDDEN, _("Only its author can change this message.")
+        )
+    # A muted or banned author takes nothing back either.
+    refused = sanctions.lot_refusals(
+        room_id=message.room_id,
+        drafts=[
+            {
+                "nickname": message.nickname,
+                "visitor": visitor,
+                "text": "",
+                "client_id": "",
+                "user_id": user_id,
+                "moderator": False,
+            }
+        ],
+        sanctions_only=True,
+    )[0]
+    if refused is not None:
+        raise refused
+
+
+def message_edit(
+    *, room_id: int, message_id: int, visitor: str, user_id: int | None, text: str
+) -> Message:
+    """Change the text of one's own message, within CHAT_EDIT_WINDOW_SECONDS."""
+    with transaction.atomic():
+        message = _message_for_change(room_id, message_id)
+        _author_check(message, visitor, user_id)
+        window = timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS)
+        now = timezone.now()
+        if message.created + window < now:
+            raise ProtocolError(
+                protocol.EDIT_WINDOW_CLOSED,
+                _("A message can be edited for %(minutes)d minutes after it is sent.")
+                % {"minutes": settings.CHAT_EDIT_WINDOW_SECONDS // 60},
+            )
+        message.text = protocol.clean_text(text)
+        message.edited = now
+        message.save(update_fields=["text", "edited"])
+        return message
+
+
+def message_remove(message: Message) -> None:
+    """Take a message's text away, leaving its place in the room."""
+    message.text = ""
+    message.deleted = timezone.now()
+    message.save(update_fields=["text", "deleted"])
+
+
+def message_delete(
+    *, room_id: int, message_id: int, visitor: str, user_id: int | None
+) -> Message:
+    """Delete one's own message: a "message deleted" in its place."""
+    with transaction.atomic():
+        message = _message_for_change(room_id, message_id)
+        _author_check(message, visitor, user_id)
+        message_remove(message)
+        return message

@@ -1,7 +1,15 @@
 """
-What a moderator does, in the admin (chat/admin.py): delete messages, archive
-or delete a room. Each action changes the database and then tells the room's
-connected sockets, once the change commits.
+What a moderator does: in the admin (chat/admin.py), delete messages, archive
+or delete a room, change its rules, lift a mute or a ban; in the room itself
+(chat/acts.py), delete a message, mute, kick or ban a participant. Each action
+changes the database and then tells the room's connected sockets, once the
+change commits; each of a moderator's actions on people and messages is
+recorded (ModerationRecord), with who did it, to whom, when and why.
+
+A mute or a ban holds through the database (chat/services/sanctions.py): an
+instance that missed the layer event refuses the participant at their next
+message or join. A kick is the layer event alone: a socket on an instance that
+missed it stays (docs/moderation.md).
 
 A room archived or deleted elsewhere (the shell, a QuerySet.update(), a data
 migration) changes the database only: its open sockets stay open until they
@@ -10,14 +18,23 @@ what they send: a message to an archived room takes no seq and is answered
 `room_archived`, a new join to it is refused, and a deleted room is not found.
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User as Account
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import events, protocol
-from ..models import Message, Room
+from .. import events, nicknames, protocol, selectors
+from ..models import Member, Message, ModerationRecord, Room, Sanction
+from ..permissions import is_moderator
+from ..protocol import Frame, ProtocolError
+from . import sanctions
+from .messages import message_remove
+from .presence import User
 
 # 1000 ids of up to 19 digits: about 20 KB, well inside the 64 KiB frame limit.
 DELETED_IDS_PER_FRAME = 1000
@@ -61,16 +78,22 @@ def room_close(*, room_id: int) -> None:
     )
 
 
+# What a room's pages show of it (protocol.room_details).
+ROOM_DETAILS = {"name", "topic", "slow_mode_seconds", "members_only"}
+
+
 def room_save(*, room: Room, changed: Collection[str]) -> None:
     """
     Save a room a moderator added or edited; `changed` names the fields the
     edit changed (the admin form's changed_data). A room archived by this save
-    closes its sockets.
+    closes its sockets; a change of what its pages show reaches them live.
     """
     with transaction.atomic():
         room.save()
         if room.archived and "archived" in changed:
             room_close(room_id=room.pk)
+        elif ROOM_DETAILS & set(changed):
+            events.room_send_sync(room.pk, protocol.room_frame(room))
 
 
 def room_delete(*, room: Room) -> None:
@@ -88,3 +111,297 @@ def rooms_delete(*, rooms: QuerySet[Room]) -> None:
         Room.objects.filter(pk__in=room_ids).delete()
         for room_id in room_ids:
             room_close(room_id=room_id)
+
+
+# In the room --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tell:
+    """Frames for a room's sockets, once the action commits: for some visitors
+    only (and closing their sockets), or for all."""
+
+    room_id: int
+    frame: Frame
+    only: tuple[str, ...] | None = None
+    close: int | None = None
+
+
+def tell_on_commit(tells: Sequence[Tell]) -> None:
+    for tell in tells:
+        events.room_send_sync(
+            tell.room_id, tell.frame, close=tell.close, only=tell.only
+        )
+
+
+async def atell(tells: Sequence[Tell]) -> None:
+    """Send what an action tells (from async code, after its transaction)."""
+    for tell in tells:
+        await events.room_send(
+            tell.room_id, tell.frame, close=tell.close, only=tell.only
+        )
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Whom a moderator's action is about."""
+
+    nickname: str
+    visitor: str
+    user_id: int | None
+    # Where their live connections in the room come from.
+    addresses: tuple[str, ...]
+
+
+def _moderator_check(moderator: User, room_id: int) -> Account:
+    if moderator is None or not is_moderator(moderator, room_id):
+        raise ProtocolError(
+            protocol.FORBIDDEN, _("Only a moderator of this room can do that.")
+        )
+    return moderator  # type: ignore[return-value] # is_moderator: authenticated
+
+
+def participant_find(*, room_id: int, target: protocol.Target) -> Participant:
+    """The participant a moderator names: by nickname (someone in the room
+    now), or by a message of theirs; `not_found` for neither."""
+    member = None
+    if target.message_id is not None:
+        message = Message.objects.filter(pk=target.message_id, room_id=room_id).first()
+        if message is None:
+            raise ProtocolError(
+                protocol.NOT_FOUND, _("There is no such message in this room.")
+            )
+        nickname, visitor, user_id = message.nickname, message.visitor, message.user_id
+        member = Member.objects.filter(room_id=room_id, visitor=visitor).first()
+    else:
+        wanted = target.nickname or ""
+        member = Member.objects.filter(
+            room_id=room_id, skeleton=nicknames.skeleton(wanted)
+        ).first()
+        if member is None:
+            raise ProtocolError(
+                protocol.NOT_FOUND,
+                _("%(nickname)s is not in this room.") % {"nickname": wanted},
+            )
+        nickname, visitor, user_id = member.nickname, member.visitor, member.user_id
+    addresses: tuple[str, ...] = ()
+    if member is not None:
+        addresses = tuple(
+            sorted(
+                {
+                    a
+                    for a in selectors.live_connections(member.connections).values_list(
+                        "address", flat=True
+                    )
+                    if a
+                }
+            )
+        )
+    return Participant(
+        nickname=nickname, visitor=visitor, user_id=user_id, addresses=addresses
+    )
+
+
+def _record(
+    moderator: Account,
+    action: str,
+    *,
+    room_id: int | None,
+    nickname: str = "",
+    visitor: str = "",
+    message_id: int | None = None,
+    reason: str = "",
+    expires: datetime | None = None,
+    detail: str = "",
+) -> ModerationRecord:
+    return ModerationRecord.objects.create(
+        moderator=moderator,
+        moderator_name=moderator.get_username(),
+        action=action,
+        room_id=room_id,
+        nickname=nickname,
+        visitor=visitor,
+        message_id=message_id,
+        reason=reason,
+        expires=expires,
+        detail=detail[:200],
+    )
+
+
+def _targets(
+    room_ids: Sequence[int] | None, participant: Participant, *, address: bool
+) -> dict[int, tuple[str, ...]]:
+    """The visitors to close in each room (every room the participant is in,
+    for None): theirs, their account's other sessions, and with `address`
+    whoever comes from their address."""
+    match = Q(visitor=participant.visitor)
+    if participant.user_id is not None:
+        match |= Q(user_id=participant.user_id)
+    if address and participant.addresses:
+        match |= Q(
+            connections__in=selectors.live_connections().filter(
+                address__in=participant.addresses
+            )
+        )
+    members = Member.objects.filter(match)
+    if room_ids is not None:
+        members = members.filter(room_id__in=room_ids)
+    found: dict[int, set[str]] = {room_id: set() for room_id in room_ids or ()}
+    for room_id, visitor in members.values_list("room_id", "visitor"):
+        found.setdefault(room_id, set()).add(visitor)
+    for visitors in found.values():
+        visitors.add(participant.visitor)
+    return {room_id: tuple(sorted(v)) for room_id, v in found.items()}
+
+
+def participant_moderate(
+    *, room: Room, moderator: User, visitor: str, frame: protocol.Moderation
+) -> tuple[Frame, list[Tell]]:
+    """
+    A moderator's mute, kick or ban of a participant of the room: recorded,
+    and what to tell whom once it commits. The moderator's answer is the
+    `moderated` frame; `forbidden` for anyone else. `visitor` is the
+    moderator's own: never closed, not even by a ban of the address they share.
+    """
+    with transaction.atomic():
+        by = _moderator_check(moderator, room.pk)
+        participant = participant_find(room_id=room.pk, target=frame.target)
+        if participant.visitor == visitor or (
+            participant.user_id is not None and participant.user_id == by.pk
+        ):
+            raise ProtocolError(
+                protocol.FORBIDDEN, _("A moderator cannot act on themselves.")
+            )
+        now = timezone.now()
+        expires = (
+            now + timedelta(seconds=frame.seconds)
+            if frame.seconds is not None
+            else None
+        )
+        tells: list[Tell] = []
+        if frame.type == protocol.KICK:
+            expires = None
+            text = _("A moderator removed you from this room; you may join again.")
+            if frame.reason:
+                text += " " + _("Reason: %(reason)s") % {"reason": frame.reason}
+            tells.append(
+                Tell(
+                    room.pk,
+                    protocol.error_frame(protocol.KICKED, text),
+                    only=(participant.visitor,),
+                    close=protocol.CLOSE_KICKED,
+                )
+            )
+        else:
+            sanction = Sanction.objects.create(
+                kind=Sanction.Kind.MUTE
+                if frame.type == protocol.MUTE
+                else Sanction.Kind.BAN,
+                room=None if frame.everywhere else room,
+                nickname=participant.nickname,
+                visitor=participant.visitor,
+                user_id=participant.user_id,
+                address=participant.addresses[0]
+                if frame.address and participant.addresses
+                else "",
+                reason=frame.reason,
+                expires=expires,
+                moderator=by,
+            )
+            told = sanctions.refusal(sanction, now=now).frame()
+            if frame.type == protocol.MUTE:
+                tells.append(Tell(room.pk, told, only=(participant.visitor,)))
+            else:
+                rooms = None if frame.everywhere else [room.pk]
+                for room_id, found in _targets(
+                    rooms, participant, address=frame.address
+                ).items():
+                    visitors = tuple(v for v in found if v != visitor)
+                    tells.append(
+                        Tell(room_id, told, only=visitors, close=protocol.CLOSE_BANNED)
+                    )
+        _record(
+            by,
+            frame.type,
+            room_id=room.pk,
+            nickname=participant.nickname,
+            visitor=participant.visitor,
+            reason=frame.reason,
+            expires=expires,
+            detail=_("every room") if frame.everywhere else "",
+        )
+    return (
+        protocol.moderated_frame(
+            action=frame.type,
+            nickname=participant.nickname,
+            until=protocol.timestamp(expires),
+            everywhere=frame.everywhere,
+        ),
+        tells,
+    )
+
+
+def message_take_back(
+    *, room: Room, message_id: int, visitor: str, user: User
+) -> list[Tell]:
+    """
+    A message deleted from the room page: by its author (see
+    messages.message_delete), or by a moderator, recorded. A "message
+    deleted" takes its place on every page.
+    """
+    from .messages import message_delete
+
+    user_id = user.pk if user is not None and user.is_authenticated else None
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(pk=message_id, room_id=room.pk, deleted__isnull=True)
+            .first()
+        )
+        if message is None:
+            raise ProtocolError(
+                protocol.NOT_FOUND, _("There is no such message in this room.")
+            )
+        own = message.visitor == visitor or (
+            user_id is not None and message.user_id == user_id
+        )
+        if own:
+            message_delete(
+                room_id=room.pk, message_id=message_id, visitor=visitor, user_id=user_id
+            )
+        else:
+            by = _moderator_check(user, room.pk)
+            _record(
+                by,
+                ModerationRecord.Action.DELETE,
+                room_id=room.pk,
+                nickname=message.nickname,
+                visitor=message.visitor,
+                message_id=message.pk,
+                detail=message.text,
+            )
+            message_remove(message)
+    return [Tell(room.pk, protocol.deleted_frame(ids=[message_id]))]
+
+
+def sanctions_lift(*, sanctions_to_lift: QuerySet[Sanction], moderator: Account) -> int:
+    """Lift mutes and bans (the admin): they hold no more from now on, on
+    every instance (each asks the database). How many were in force."""
+    with transaction.atomic():
+        lifted = 0
+        now = timezone.now()
+        for sanction in sanctions_to_lift.select_for_update().filter(
+            lifted__isnull=True
+        ):
+            sanction.lifted = now
+            sanction.save(update_fields=["lifted"])
+            _record(
+                moderator,
+                ModerationRecord.Action.LIFT,
+                room_id=sanction.room_id,
+                nickname=sanction.nickname,
+                visitor=sanction.visitor,
+                detail=sanction.get_kind_display(),
+            )
+            lifted += 1
+        return lifted

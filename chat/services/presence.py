@@ -14,7 +14,7 @@ chat/services/instances.py record leaves in bulk and tell them afterwards
 import asyncio
 import contextlib
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -28,7 +28,9 @@ from .. import nicknames, protocol, selectors
 from ..announcements import presence_announce
 from ..loops import loop_local
 from ..models import Connection, Member, Room
+from ..permissions import is_moderator
 from ..protocol import Frame, ProtocolError
+from . import sanctions
 from .names import registered_name_clash
 from .trips import Trips
 
@@ -43,6 +45,9 @@ class Presence:
     # True when this connection brought the nickname into the room (not a second
     # tab or a reconnect of someone already there).
     arrived: bool
+    visitor: str = ""
+    # The joiner moderates the room (chat/permissions.py).
+    moderator: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Claim:
 
     nickname: str
     arrived: bool
+    visitor: str = ""
+    moderator: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,7 @@ def room_join(
     user: User,
     connection_id: str,
     instance: str,
+    address: str = "",
 ) -> Presence:
     """Claim the nickname in the room for this visitor and record the connection;
     the room's presence with it."""
@@ -79,6 +87,7 @@ def room_join(
             user=user,
             connection_id=connection_id,
             instance=instance,
+            address=address,
         )
         return _presence(claim, selectors.room_participants(room_id=room_id))
 
@@ -90,6 +99,8 @@ def _presence(claim: Claim, online: tuple[int, list[str]]) -> Presence:
         participants=participants,
         users=users,
         arrived=claim.arrived,
+        visitor=claim.visitor,
+        moderator=claim.moderator,
     )
 
 
@@ -101,9 +112,11 @@ def room_claim(
     user: User,
     connection_id: str,
     instance: str,
+    address: str = "",
 ) -> Claim:
     """Claim the nickname in the room for this visitor and record the connection
-    (room_join without reading the room's presence)."""
+    (room_join without reading the room's presence); `banned` for a visitor,
+    account or address banned from the room."""
     # Whoever the caller, a stored nickname keeps the rules of chat/nicknames.py.
     nickname = protocol.clean_nickname(nickname)
     skeleton = nicknames.skeleton(nickname)
@@ -113,12 +126,28 @@ def room_claim(
             _("%(nickname)s is a registered user's name; sign in to use it.")
             % {"nickname": nickname},
         )
+    user_id = user.pk if user is not None and user.is_authenticated else None
+    moderator = is_moderator(user, room_id)
+    # Moderators are held to no ban: not even to one of an address they share.
+    banned = not moderator and sanctions.join_refusal(
+        room_id=room_id, visitor=visitor, user_id=user_id, address=address
+    )
+    if banned:
+        raise banned
     for _attempt in range(3):
         try:
             with transaction.atomic():
-                return _room_join(
-                    room_id, nickname, skeleton, visitor, connection_id, instance
+                claim = _room_join(
+                    room_id,
+                    nickname,
+                    skeleton,
+                    visitor,
+                    connection_id,
+                    instance,
+                    user_id,
+                    address,
                 )
+                return replace(claim, visitor=visitor, moderator=moderator)
         except IntegrityError:
             # Another instance claimed the same nickname at the same moment, or
             # swept a ghost holding it; look again.
@@ -150,6 +179,8 @@ def _room_join(
     visitor: str,
     connection_id: str,
     instance: str,
+    user_id: int | None,
+    address: str,
 ) -> Claim:
     _lock_visitor_in_room(room_id, visitor)
     # One nickname per visitor and room: one person is one participant.
@@ -193,15 +224,23 @@ def _room_join(
     arrived = member is None
     if member is None:
         member = Member.objects.create(
-            room_id=room_id, nickname=nickname, skeleton=skeleton, visitor=visitor
+            room_id=room_id,
+            nickname=nickname,
+            skeleton=skeleton,
+            visitor=visitor,
+            user_id=user_id,
         )
     # A restore after a reap may find its connection recorded already. One
     # upsert, not update_or_create's select, insert and two savepoints.
     Connection.objects.bulk_create(
-        [Connection(id=connection_id, member=member, instance_id=instance)],
+        [
+            Connection(
+                id=connection_id, member=member, instance_id=instance, address=address
+            )
+        ],
         update_conflicts=True,
         unique_fields=["id"],
-        update_fields=["member", "instance"],
+        update_fields=["member", "instance", "address"],
     )
     return Claim(nickname=member.nickname, arrived=arrived)
 
@@ -217,6 +256,7 @@ class JoinRequest:
     user: User
     connection_id: str
     instance: str
+    address: str = ""
 
 
 Welcomed = tuple[selectors.HistoryPage, Presence]
@@ -244,6 +284,7 @@ def room_join_lot(requests: list[JoinRequest]) -> list[Welcomed | Exception]:
                     user=request.user,
                     connection_id=request.connection_id,
                     instance=request.instance,
+                    address=request.address,
                 )
             )
         except Exception as exc:  # noqa: BLE001 - this join's answer
@@ -324,6 +365,7 @@ async def aroom_join(
     user: User,
     connection_id: str,
     instance: str,
+    address: str = "",
 ) -> Presence:
     """
     Record the connection in the room. Nobody is told yet: the joiner's welcome
@@ -337,6 +379,7 @@ async def aroom_join(
         user=user,
         connection_id=connection_id,
         instance=instance,
+        address=address,
     )
 
 
@@ -362,6 +405,7 @@ async def aroom_welcome(
     connection_id: str,
     instance: str,
     max_bytes: int,
+    address: str = "",
 ) -> tuple[Presence, Frame]:
     """
     Join the room (as aroom_join does, in a lot with the joins that come at
@@ -379,6 +423,7 @@ async def aroom_welcome(
             user=user,
             connection_id=connection_id,
             instance=instance,
+            address=address,
         )
     )
     try:
@@ -433,6 +478,7 @@ async def aroom_restore(
     user: User,
     connection_id: str,
     instance: str,
+    address: str = "",
 ) -> None:
     """Record a connection again after its instance was reaped (taken for
     dead while cut off from the database), and tell the room when that
@@ -445,6 +491,7 @@ async def aroom_restore(
         user=user,
         connection_id=connection_id,
         instance=instance,
+        address=address,
     )
     await aroom_join_announce(
         room_id=room_id, presence=restored, connection_id=connection_id

@@ -16,7 +16,7 @@ import concurrent.futures
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from django.db import transaction
 from django.utils.translation import gettext as _
@@ -53,6 +53,10 @@ class Draft(TypedDict):
     visitor: str
     text: str
     client_id: str
+    # The signed-in sender's id, or None; moderators keep no slow mode, mutes
+    # or members-only rule (chat/services/sanctions.py).
+    user_id: NotRequired[int | None]
+    moderator: NotRequired[bool]
 
 
 # A draft's fate: the message and whether this save made it (False: saved

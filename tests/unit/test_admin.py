@@ -136,6 +136,7 @@ async def test_archiving_in_the_admin_closes_the_room_for_clients(joined, genera
             "archived": "on",
             "created_0": now.strftime("%Y-%m-%d"),
             "created_1": now.strftime("%H:%M:%S"),
+            "slow_mode_seconds": "0",
         },
     )
     assert response.status_code == 302

@@ -62,8 +62,11 @@ def test_what_the_page_does_after_each_code_is_given_with_it():
     assert set(given["errors"]["final"]) == {
         protocol.ROOM_NOT_FOUND,
         protocol.ROOM_ARCHIVED,
+        protocol.KICKED,
+        protocol.BANNED,
     }
-    for kind in ("retry", "nickname", "final"):
+    assert set(given["errors"]["held"]) == {protocol.MUTED, protocol.SLOW_MODE}
+    for kind in ("retry", "nickname", "final", "held"):
         assert set(given["errors"][kind]) <= codes, kind
     assert given["close"]["final"] == list(protocol.FINAL_CLOSE_CODES)
     assert not set(given["close"]["final"]) & set(given["close"]["try_later"])
@@ -81,6 +84,9 @@ def test_the_limits_follow_the_settings(settings):
         "client_id_max_length": protocol.CLIENT_ID_MAX_LENGTH,
         "history_page": 17,
         "history_page_max": views.HISTORY_PAGE_MAX,
+        "edit_seconds": settings.CHAT_EDIT_WINDOW_SECONDS,
+        "reason_max_length": protocol.REASON_MAX_LENGTH,
+        "sanction_max_seconds": protocol.SANCTION_MAX_SECONDS,
     }
 
 

@@ -25,7 +25,12 @@ async def test_welcome_greets_with_room_count_users_and_history(joined, make_cli
         "slug": "general",
         "name": "General",
         "topic": "Anything goes.",
+        "slow_mode_seconds": 0,
+        "members_only": False,
     }
+    # Bob is not the author of Alice's message, and moderates nothing.
+    assert welcome["you"]["author"] != welcome["history"][0]["author"]
+    assert welcome["you"]["moderator"] is False
     assert welcome["participants"] == 2
     assert welcome["users"] == ["alice", "bob"]
     assert [m["text"] for m in welcome["history"]] == ["hello"]

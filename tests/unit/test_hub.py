@@ -32,7 +32,7 @@ class Socket:
         self.got = []
 
     async def deliver(self, batch):
-        self.got.extend(e.frame for e in batch.wanted_by(self.connection_id, 0))
+        self.got.extend(e.frame for e in batch.wanted_by(self.connection_id, 0, ""))
 
 
 @pytest.fixture

@@ -464,12 +464,16 @@ def test_docs_state_the_limits_and_their_settings():
 
 
 def test_a_welcome_keeps_every_name_that_fits_and_only_those():
-    room = SimpleNamespace(slug="r", name="R", topic="")
+    room = SimpleNamespace(
+        pk=1, slug="r", name="R", topic="", slow_mode_seconds=0, members_only=False
+    )
     page = SimpleNamespace(messages=[], through=0, has_more=False)
     users = [f"user{n:03}" for n in range(100)]
 
     def welcome(max_bytes):
-        joined = SimpleNamespace(nickname="me", participants=100, users=users)
+        joined = SimpleNamespace(
+            nickname="me", participants=100, users=users, visitor="v", moderator=False
+        )
         return protocol.welcome_frame(
             room=room, presence=joined, page=page, after=None, max_bytes=max_bytes
         )

@@ -36,6 +36,7 @@ SCHEMA = {
         "last_seq": int,
         "has_more": bool,
         "limits": dict,
+        "you": dict,
     },
     protocol.MESSAGE: {
         "id": int,
@@ -45,7 +46,27 @@ SCHEMA = {
         "text": str,
         "ts": str,
         "client_id": (str, type(None)),
+        "author": str,
+        "edited": (str, type(None)),
     },
+    protocol.EDITED: {
+        "id": int,
+        "seq": int,
+        "room": str,
+        "nickname": str,
+        "text": str,
+        "ts": str,
+        "client_id": (str, type(None)),
+        "author": str,
+        "edited": str,
+    },
+    protocol.MODERATED: {
+        "action": str,
+        "nickname": str,
+        "until": (str, type(None)),
+        "everywhere": bool,
+    },
+    protocol.ROOM: {"room": dict},
     protocol.JOINED: {"nickname": str, "participants": int},
     protocol.LEFT: {"nickname": str, "participants": int},
     protocol.TYPING: {"nickname": str},
@@ -54,8 +75,12 @@ SCHEMA = {
     protocol.PONG: {"last_seq": int},
     protocol.ERROR: {"code": str, "message": str},
 }
-# Present only sometimes: the client_id of a refused message.
-OPTIONAL = {protocol.ERROR: {"client_id": str}}
+# Present only sometimes: the client_id of a refused message, how long a
+# refusal holds, a deleted message's mark.
+OPTIONAL = {
+    protocol.ERROR: {"client_id": str, "retry_after": int},
+    protocol.MESSAGE: {"deleted": bool},
+}
 
 
 def _fields_match(frame, fields, optional=()):

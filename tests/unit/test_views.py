@@ -4,6 +4,8 @@ import json
 import re
 
 import pytest
+
+from chat import protocol
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from pytest_django.asserts import assertContains, assertInHTML, assertNotContains
@@ -160,6 +162,8 @@ def test_history_message_fields(client, room):
                 "text": "<b>hi</b>",
                 "ts": message.created.isoformat().replace("+00:00", "Z"),
                 "client_id": "c-1",
+                "author": protocol.author_of(room.pk, message.visitor),
+                "edited": None,
             }
         ],
         "through": 1,

@@ -1,0 +1,201 @@
+"""
+What the mutes and bans in force forbid (chat/models.py: Sanction), read from
+the database as each message is saved and each join is claimed: the database
+is the truth, on every instance, also for one that missed the layer event of
+the moderator's action (Redis away). The room's own rules, slow mode and
+members only, are read with them, in the same query.
+"""
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db.models import Exists, Max, Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from .. import protocol
+from ..models import Message, Room, Sanction
+from ..protocol import ProtocolError
+from .save_queue import Draft
+
+
+def in_force(room_id: int, now: datetime | None = None) -> QuerySet[Sanction]:
+    """The mutes and bans that hold in the room now (its own and every room's)."""
+    now = now or timezone.now()
+    return Sanction.objects.filter(
+        Q(room_id=room_id) | Q(room__isnull=True),
+        Q(expires__isnull=True) | Q(expires__gt=now),
+        lifted__isnull=True,
+    )
+
+
+def _of(visitor: str, user_id: int | None, address: str = "") -> Q:
+    """Sanctions that name this visitor, account or address."""
+    match = Q(visitor=visitor)
+    if user_id is not None:
+        match |= Q(user_id=user_id)
+    if address:
+        match |= Q(address=address)
+    return match
+
+
+def seconds_left(until: datetime | None, now: datetime | None = None) -> int | None:
+    """Whole seconds until `until` (at least 1), or None for good."""
+    if until is None:
+        return None
+    return max(1, math.ceil((until - (now or timezone.now())).total_seconds()))
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return _("for good")
+    if seconds < 120:
+        return ngettext("for %(n)d more second", "for %(n)d more seconds", seconds) % {
+            "n": seconds
+        }
+    minutes = math.ceil(seconds / 60)
+    if minutes < 120:
+        return ngettext("for %(n)d more minute", "for %(n)d more minutes", minutes) % {
+            "n": minutes
+        }
+    hours = math.ceil(minutes / 60)
+    if hours < 48:
+        return ngettext("for %(n)d more hour", "for %(n)d more hours", hours) % {
+            "n": hours
+        }
+    days = math.ceil(hours / 24)
+    return ngettext("for %(n)d more day", "for %(n)d more days", days) % {"n": days}
+
+
+def refusal(
+    sanction: Sanction, client_id: str | None = None, now: datetime | None = None
+) -> ProtocolError:
+    """What a muted or banned participant is told, with how long it holds."""
+    left = seconds_left(sanction.expires, now)
+    if sanction.kind == Sanction.Kind.BAN:
+        code = protocol.BANNED
+        text = _("You are banned from this room %(how_long)s.")
+    else:
+        code = protocol.MUTED
+        text = _("A moderator muted you %(how_long)s; you can still read.")
+    message = text % {"how_long": _duration(left)}
+    if sanction.reason:
+        message += " " + _("Reason: %(reason)s") % {"reason": sanction.reason}
+    error = ProtocolError(code, message, client_id)
+    error.retry_after = left
+    return error
+
+
+def join_refusal(
+    *, room_id: int, visitor: str, user_id: int | None, address: str
+) -> ProtocolError | None:
+    """`banned` for a visitor, account or address banned from the room."""
+    ban = (
+        in_force(room_id)
+        .filter(_of(visitor, user_id, address), kind=Sanction.Kind.BAN)
+        .order_by("-expires")
+        .first()
+    )
+    return refusal(ban) if ban is not None else None
+
+
+def _slow_mode_refusal(
+    seconds: int, last: datetime, now: datetime, client_id: str
+) -> ProtocolError:
+    left = seconds_left(last + timedelta(seconds=seconds), now)
+    error = ProtocolError(
+        protocol.SLOW_MODE,
+        ngettext(
+            "This room is in slow mode: one message every %(every)d second. "
+            "Wait %(left)d more.",
+            "This room is in slow mode: one message every %(every)d seconds. "
+            "Wait %(left)d more.",
+            seconds,
+        )
+        % {"every": seconds, "left": left},
+        client_id or None,
+    )
+    error.retry_after = left
+    return error
+
+
+def lot_refusals(
+    *, room_id: int, drafts: Sequence[Draft], sanctions_only: bool = False
+) -> list[ProtocolError | None]:
+    """
+    For each draft of a room's lot, why it may not be posted now, or None:
+    muted or banned, over the room's slow mode, or not signed in where the room
+    is members only. Moderators are held to none of it (`sanctions_only`: only
+    mutes and bans count, for everyone: an edit or a deletion). One query for the
+    room's rules and whether any sanction holds there (the usual answer: no),
+    one more for each that applies.
+    """
+    now = timezone.now()
+    rules = (
+        Room.objects.filter(pk=room_id)
+        .annotate(sanctioned=Exists(in_force(room_id, now)))
+        .values_list("slow_mode_seconds", "members_only", "sanctioned")
+        .first()
+    )
+    refusals: list[ProtocolError | None] = [None] * len(drafts)
+    if rules is None:
+        return refusals
+    slow_mode, members_only, sanctioned = rules
+    if sanctions_only:
+        held = list(range(len(drafts)))
+        slow_mode, members_only = 0, False
+    else:
+        held = [i for i, draft in enumerate(drafts) if not draft.get("moderator")]
+    if not held:
+        return refusals
+    if sanctioned:
+        match = Q()
+        for i in held:
+            match |= _of(drafts[i]["visitor"], drafts[i].get("user_id"))
+        found = list(in_force(room_id, now).filter(match))
+        # A ban says more than a mute.
+        found.sort(key=lambda sanction: sanction.kind != Sanction.Kind.BAN)
+        for i in held:
+            draft = drafts[i]
+            for sanction in found:
+                if sanction.visitor == draft["visitor"] or (
+                    draft.get("user_id") is not None
+                    and sanction.user_id == draft.get("user_id")
+                ):
+                    refusals[i] = refusal(sanction, draft["client_id"] or None, now)
+                    break
+    if members_only:
+        for i in held:
+            if refusals[i] is None and drafts[i].get("user_id") is None:
+                refusals[i] = ProtocolError(
+                    protocol.MEMBERS_ONLY,
+                    _("Only signed-in members may post in this room."),
+                    drafts[i]["client_id"] or None,
+                )
+    if slow_mode:
+        visitors = {drafts[i]["visitor"] for i in held if refusals[i] is None}
+        last_sent = dict(
+            Message.objects.filter(
+                room_id=room_id,
+                visitor__in=visitors,
+                created__gt=now - timedelta(seconds=slow_mode),
+            )
+            .values("visitor")
+            .annotate(last=Max("created"))
+            .values_list("visitor", "last")
+        )
+        for i in held:
+            draft = drafts[i]
+            if refusals[i] is not None:
+                continue
+            last = last_sent.get(draft["visitor"])
+            if last is not None:
+                refusals[i] = _slow_mode_refusal(
+                    slow_mode, last, now, draft["client_id"]
+                )
+            else:
+                # Its next draft in this lot waits the same.
+                last_sent[draft["visitor"]] = now
+    return refusals
