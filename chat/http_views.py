@@ -49,7 +49,7 @@ def frame_response(frame: Frame, status: int = 200) -> HttpResponse:
 
 def refusal_response(exc: ProtocolError) -> HttpResponse:
     """An error frame, with the status its code has (protocol.HTTP_STATUS)."""
-    status, headers = protocol.http_refusal(exc.code)
+    status, headers = protocol.http_refusal(exc.code, exc.retry_after)
     response = frame_response(exc.frame(), status)
     for name, value in headers.items():
         response[name] = value

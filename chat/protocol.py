@@ -172,11 +172,14 @@ RETRY_AFTER_SECONDS = 2
 RETRY_AFTER_STATUSES = (429, 503)
 
 
-def http_refusal(code: str) -> tuple[int, dict[str, str]]:
-    """The HTTP status of an error code, and the headers that go with it."""
+def http_refusal(
+    code: str, retry_after: int | None = None
+) -> tuple[int, dict[str, str]]:
+    """The HTTP status of an error code, and the headers that go with it
+    (`retry_after`: the refusal's own, where it has one)."""
     status = HTTP_STATUS[code]
     if status in RETRY_AFTER_STATUSES:
-        return status, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return status, {"Retry-After": str(retry_after or RETRY_AFTER_SECONDS)}
     return status, {}
 
 

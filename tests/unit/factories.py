@@ -3,7 +3,9 @@
 import itertools
 from datetime import timedelta
 
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, Permission
+from django.contrib.sessions.backends.db import SessionStore
 from django.utils import timezone
 
 from chat.models import Instance
@@ -51,3 +53,19 @@ def say(room, text, *, nickname="alice", visitor="v", client_id=""):
         raise result
     message, _created = result
     return message
+
+
+def signed_in(username, *, staff=False, every_room=False, rooms=()):
+    """A user signed in, the key of their session: staff, moderating every room
+    (the permission) or the given rooms, when asked."""
+    user = get_user_model().objects.create_user(username=username, is_staff=staff)
+    if every_room:
+        user.user_permissions.add(Permission.objects.get(codename="moderate_room"))
+    for room in rooms:
+        room.moderators.add(user)
+    store = SessionStore()
+    store["_auth_user_id"] = str(user.pk)
+    store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    store["_auth_user_hash"] = user.get_session_auth_hash()
+    store.create()
+    return store.session_key

@@ -10,8 +10,8 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertInHTML, assertNotContains
 
-from chat.models import Message, Room
-from tests.unit.factories import say
+from chat.models import Message, ModerationRecord, Room, Sanction
+from tests.unit.factories import say, signed_in
 
 
 def _admin_http_client():
@@ -144,3 +144,92 @@ async def test_archiving_in_the_admin_closes_the_room_for_clients(joined, genera
     assert error["code"] == "room_archived"
     assert (await alice.ws.receive_output(timeout=2))["code"] == 4410
     assert (await database_sync_to_async(Room.objects.get)(pk=general.pk)).archived
+
+
+def _room_form(room, **changes):
+    created = timezone.localtime(room.created)
+    form = {
+        "name": room.name,
+        "slug": room.slug,
+        "topic": room.topic,
+        "slow_mode_seconds": str(room.slow_mode_seconds),
+        "created_0": created.strftime("%Y-%m-%d"),
+        "created_1": created.strftime("%H:%M:%S"),
+    }
+    form.update(changes)
+    return form
+
+
+@LIVE
+async def test_a_rename_and_new_rules_reach_open_pages_and_hold_at_once(
+    joined, general
+):
+    alice = await joined("alice")
+    admin = await database_sync_to_async(_admin_http_client)()
+    response = await database_sync_to_async(admin.post)(
+        f"/admin/chat/room/{general.pk}/change/",
+        _room_form(general, name="Lounge", topic="Be kind.", slow_mode_seconds="60"),
+    )
+    assert response.status_code == 302
+    assert (await alice.expect("room"))["room"] == {
+        "slug": "general",
+        "name": "Lounge",
+        "topic": "Be kind.",
+        "slow_mode_seconds": 60,
+        "members_only": False,
+    }
+    await alice.say("one")
+    await alice.expect("message", text="one")
+    await alice.say("two")
+    assert (await alice.expect("error"))["code"] == "slow_mode"
+
+
+def _mute(nickname):
+    return Sanction.objects.create(
+        kind=Sanction.Kind.MUTE,
+        room=Room.objects.get(slug="general"),
+        nickname=nickname,
+        visitor="ignored",
+        user=get_user_model().objects.get(username=nickname),
+    )
+
+
+@LIVE
+async def test_lifting_a_mute_in_the_admin_lets_them_post_at_once(make_client):
+    session = await database_sync_to_async(signed_in)("Eve")
+    eve = await make_client(session_key=session)
+    await eve.join("Eve")
+    sanction = await database_sync_to_async(_mute)("Eve")
+    await eve.say("hello?")
+    assert (await eve.expect("error"))["code"] == "muted"
+    admin = await database_sync_to_async(_admin_http_client)()
+    response = await database_sync_to_async(admin.post)(
+        "/admin/chat/sanction/",
+        {"action": "lift", ACTION_CHECKBOX_NAME: [sanction.pk]},
+    )
+    assert response.status_code == 302
+    await eve.say("hello!")
+    assert (await eve.expect("message"))["text"] == "hello!"
+
+    def log():
+        return list(ModerationRecord.objects.values_list("action", "nickname"))
+
+    assert await database_sync_to_async(log)() == [("lift", "Eve")]
+
+
+def test_the_moderation_log_is_searchable_and_read_only(admin_client, rooms):
+    ModerationRecord.objects.create(
+        moderator_name="mod", action="ban", room=rooms, nickname="spammer",
+        reason="links to scams",
+    )  # fmt: skip
+    ModerationRecord.objects.create(
+        moderator_name="mod", action="mute", room=rooms, nickname="loud"
+    )
+    found = admin_client.get("/admin/chat/moderationrecord/", {"q": "scams"})
+    assertContains(found, "spammer")
+    assertNotContains(found, "loud")
+    record = ModerationRecord.objects.get(nickname="loud")
+    page = admin_client.get(f"/admin/chat/moderationrecord/{record.pk}/change/")
+    assert page.status_code == 200
+    assertNotContains(page, 'name="_save"')
+    assert admin_client.get("/admin/chat/moderationrecord/add/").status_code == 403

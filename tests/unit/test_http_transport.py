@@ -23,6 +23,7 @@ from chat import protocol
 from chat.http_participants import TICKET_SALT
 from chat.models import Room
 from tests.conftest import HOST, ORIGIN, TIMEOUT, Client, asgi_application
+from tests.unit.factories import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -835,3 +836,69 @@ async def test_a_visitors_message_budget_is_shared_by_its_socket_and_http(
     dave = await browser()
     await dave.join("dave")
     assert (await dave.send(_message("fine", "d0"))).status == 200
+
+
+# Authors' changes and moderation ------------------------------------------------
+
+
+async def test_an_author_edits_and_deletes_over_http_and_sockets_see_it(
+    browser, socket
+):
+    alice = await socket()
+    await alice.join("alice")
+    bob = await browser()
+    await bob.join("bob")
+    saved = (await bob.send({"type": "message", "text": "helo"})).json()
+    await alice.expect("message", text="helo")
+    edit = await bob.send({"type": "edit", "id": saved["id"], "text": "hello"})
+    assert edit.status == 204
+    edited = await alice.expect("edited")
+    assert (edited["id"], edited["text"]) == (saved["id"], "hello")
+    assert (await bob.send({"type": "delete", "id": saved["id"]})).status == 204
+    assert (await alice.expect("deleted"))["ids"] == [saved["id"]]
+    # Not another's.
+    await alice.say("alice's own")
+    theirs = await alice.expect("message", text="alice's own")
+    refused = await bob.send({"type": "delete", "id": theirs["id"]})
+    assert_refused(refused, protocol.FORBIDDEN)
+
+
+async def test_a_banned_http_participant_is_told_its_stream_ends_and_it_cannot_rejoin(
+    browser, general
+):
+    session = await database_sync_to_async(signed_in)(
+        "Mia", staff=True, rooms=[general]
+    )
+    mia = Client(session_key=session)
+    assert (await mia.connect())[0]
+    try:
+        await mia.join("Mia")
+        bob = await browser()
+        await bob.join("bob")
+        stream = bob.events()
+        await stream.expect("welcome")
+        await mia.send({"type": "ban", "nickname": "bob", "seconds": 3600})
+        assert (await mia.expect("moderated"))["action"] == "ban"
+        told = await stream.expect("error")
+        assert told["code"] == protocol.BANNED
+        await stream.response()  # the stream ends after it
+        refused = assert_refused(await bob.join_answer("bob"), protocol.BANNED)
+        assert 3590 <= refused["retry_after"] <= 3600
+    finally:
+        await mia.close()
+
+
+async def test_slow_mode_over_http_says_when_to_send_again(browser, general):
+    def slow():
+        Room.objects.filter(pk=general.pk).update(slow_mode_seconds=40)
+
+    await database_sync_to_async(slow)()
+    bob = await browser()
+    await bob.join("bob")
+    assert (await bob.send({"type": "message", "text": "one"})).status == 200
+    answer = await bob.send({"type": "message", "text": "two", "client_id": "t2"})
+    assert answer.status == 429
+    frame = answer.json()
+    assert frame["code"] == protocol.SLOW_MODE
+    assert answer.header("retry-after") == str(frame["retry_after"])
+    assert 38 <= frame["retry_after"] <= 40

@@ -83,6 +83,16 @@ OPTIONAL = {
 }
 
 
+# A room's details, in a welcome and a room frame.
+ROOM = {
+    "slug": str,
+    "name": str,
+    "topic": str,
+    "slow_mode_seconds": int,
+    "members_only": bool,
+}
+
+
 def _fields_match(frame, fields, optional=()):
     assert set(fields) <= set(frame) - {"type"} <= set(fields) | set(optional), frame
     for name, kinds in {**fields, **dict(optional)}.items():
@@ -108,11 +118,16 @@ def check_server_frame(frame):
         assert frame["ts"].endswith("Z"), frame
         datetime.fromisoformat(frame["ts"])
     elif kind == protocol.WELCOME:
-        _fields_match(
-            {"type": 0, **frame["room"]}, {"slug": str, "name": str, "topic": str}
-        )
-        limits = {"max_message_length": int, "max_frame_bytes": int}
+        _fields_match({"type": 0, **frame["room"]}, ROOM)
+        _fields_match({"type": 0, **frame["you"]}, {"author": str, "moderator": bool})
+        limits = {
+            "max_message_length": int,
+            "max_frame_bytes": int,
+            "edit_seconds": int,
+        }
         _fields_match({"type": 0, **frame["limits"]}, limits)
+    elif kind == protocol.ROOM:
+        _fields_match({"type": 0, **frame["room"]}, ROOM)
         assert all(isinstance(name, str) for name in frame["users"]), frame
         assert frame["participants"] == len(frame["users"]) >= 1, frame
         for message in frame["history"]:

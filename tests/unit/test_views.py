@@ -4,12 +4,11 @@ import json
 import re
 
 import pytest
-
-from chat import protocol
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from pytest_django.asserts import assertContains, assertInHTML, assertNotContains
 
+from chat import protocol
 from chat.models import Message, Room
 from tests.unit.factories import instance, join, say
 

@@ -5,38 +5,20 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
-from django.contrib.sessions.backends.db import SessionStore
 from django.utils import timezone
 
 from chat.models import Message, ModerationRecord, Room, Sanction
+from tests.unit.factories import signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _session_of(user):
-    store = SessionStore()
-    store["_auth_user_id"] = str(user.pk)
-    store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    store["_auth_user_hash"] = user.get_session_auth_hash()
-    store.create()
-    return store.session_key
-
-
-def _user(username, *, staff=False, every_room=False, rooms=()):
-    user = get_user_model().objects.create_user(username=username, is_staff=staff)
-    if every_room:
-        user.user_permissions.add(Permission.objects.get(codename="moderate_room"))
-    for room in rooms:
-        room.moderators.add(user)
-    return _session_of(user)
 
 
 @pytest.fixture
 async def moderator(joined, general):
     """A client in General as a moderator of it (staff, named in the room)."""
-    session = await database_sync_to_async(_user)("Mia", staff=True, rooms=[general])
+    session = await database_sync_to_async(signed_in)(
+        "Mia", staff=True, rooms=[general]
+    )
     client = await joined("Mia", session_key=session)
     return client
 
@@ -47,7 +29,9 @@ async def _said(client, text):
 
 
 async def test_a_moderator_is_told_so_in_the_welcome(make_client, general):
-    session = await database_sync_to_async(_user)("Max", staff=True, every_room=True)
+    session = await database_sync_to_async(signed_in)(
+        "Max", staff=True, every_room=True
+    )
     client = await make_client(session_key=session)
     assert (await client.join("Max"))["you"]["moderator"] is True
     visitor = await make_client()
@@ -58,7 +42,7 @@ async def test_staff_without_the_permission_or_the_room_moderate_nothing(
     joined, general
 ):
     other = await database_sync_to_async(Room.objects.create)(name="O", slug="o")
-    session = await database_sync_to_async(_user)("Sam", staff=True, rooms=[other])
+    session = await database_sync_to_async(signed_in)("Sam", staff=True, rooms=[other])
     sam = await joined("Sam", session_key=session)
     eve = await joined("eve")
     await sam.send({"type": "kick", "nickname": "eve"})
@@ -328,7 +312,7 @@ async def test_members_only_refuses_visitors_not_signed_in_users(
     eve = await joined("eve")
     await eve.say("hi", client_id="m1")
     assert (await eve.expect("error"))["code"] == "members_only"
-    session = await database_sync_to_async(_user)("Una")
+    session = await database_sync_to_async(signed_in)("Una")
     una = await joined("Una", session_key=session)
     await _said(una, "members here")
 
