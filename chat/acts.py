@@ -35,6 +35,10 @@ def _user_id(user: User) -> int | None:
 async def act(actor: Actor, frame: Act) -> Frame | None:
     room = actor.room
     if isinstance(frame, protocol.Moderation):
+        if not getattr(actor.user, "is_staff", False):
+            # Not even a trip to the database thread: only staff moderate
+            # (chat/permissions.py asks the rest there).
+            raise moderation.not_a_moderator()
         answer, tells = await database_sync_to_async(moderation.participant_moderate)(
             room=room, moderator=actor.user, visitor=actor.visitor, frame=frame
         )

@@ -153,11 +153,15 @@ class Participant:
     addresses: tuple[str, ...]
 
 
+def not_a_moderator() -> ProtocolError:
+    return ProtocolError(
+        protocol.FORBIDDEN, _("Only a moderator of this room can do that.")
+    )
+
+
 def _moderator_check(moderator: User, room_id: int) -> Account:
     if moderator is None or not is_moderator(moderator, room_id):
-        raise ProtocolError(
-            protocol.FORBIDDEN, _("Only a moderator of this room can do that.")
-        )
+        raise not_a_moderator()
     return moderator  # type: ignore[return-value] # is_moderator: authenticated
 
 

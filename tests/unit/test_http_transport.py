@@ -879,7 +879,7 @@ async def test_a_banned_http_participant_is_told_its_stream_ends_and_it_cannot_r
         await stream.expect("welcome")
         await mia.send({"type": "ban", "nickname": "bob", "seconds": 3600})
         assert (await mia.expect("moderated"))["action"] == "ban"
-        told = await stream.expect("error")
+        told = (await stream.expect("error")).data
         assert told["code"] == protocol.BANNED
         await stream.response()  # the stream ends after it
         refused = assert_refused(await bob.join_answer("bob"), protocol.BANNED)
