@@ -63,6 +63,12 @@ def signed_in(username, *, staff=False, every_room=False, rooms=()):
         user.user_permissions.add(Permission.objects.get(codename="moderate_room"))
     for room in rooms:
         room.moderators.add(user)
+    return session_of(username)
+
+
+def session_of(username):
+    """A new session of a user, signed in (another device of theirs)."""
+    user = get_user_model().objects.get(username=username)
     store = SessionStore()
     store["_auth_user_id"] = str(user.pk)
     store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"

@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat.models import Message, ModerationRecord, Room, Sanction
-from tests.unit.factories import signed_in
+from tests.unit.factories import session_of, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -353,3 +353,32 @@ async def test_a_moderator_acts_on_the_author_of_a_message_who_left(
     back = await make_client(session_key=session_key)
     await back.send({"type": "join", "nickname": "eve", "last_seq": None})
     assert (await back.expect("error"))["code"] == "banned"
+
+
+async def test_an_account_ban_holds_on_the_users_other_devices(
+    moderator, joined, make_client
+):
+    session = await database_sync_to_async(signed_in)("Una")
+    await joined("Una", session_key=session)
+    await moderator.send({"type": "ban", "nickname": "Una", "seconds": 600})
+    await moderator.expect("moderated")
+    phone = await make_client(
+        session_key=await database_sync_to_async(session_of)("Una")
+    )
+    await phone.send({"type": "join", "nickname": "Una", "last_seq": None})
+    assert (await phone.expect("error"))["code"] == "banned"
+
+
+async def test_a_signed_in_author_edits_from_another_device(joined, make_client):
+    session = await database_sync_to_async(signed_in)("Una")
+    laptop = await joined("Una", session_key=session)
+    message = await _said(laptop, "sent from the laptop")
+    await laptop.close()
+    phone = await make_client(
+        session_key=await database_sync_to_async(session_of)("Una")
+    )
+    await phone.join("Una")
+    await phone.send(
+        {"type": "edit", "id": message["id"], "text": "fixed on the phone"}
+    )
+    assert (await phone.expect("edited"))["text"] == "fixed on the phone"

@@ -10,6 +10,7 @@ from pytest_django.asserts import assertContains, assertInHTML, assertNotContain
 
 from chat import protocol
 from chat.models import Message, Room
+from chat.services import messages
 from tests.unit.factories import instance, join, say
 
 pytestmark = pytest.mark.django_db
@@ -239,3 +240,25 @@ def test_history_of_an_archived_room_stays_readable(client, room):
     say(room, "kept")
     Room.objects.filter(pk=room.pk).update(archived=True)
     assert page(client, after=0) == ([1], 1, False)
+
+
+def test_history_keeps_edits_and_deleted_messages_in_their_place(client, room):
+    first = say(room, "helo", visitor="v1")
+    second = say(room, "oops", visitor="v1")
+    say(room, "third", visitor="v2")
+    messages.message_edit(
+        room_id=room.pk, message_id=first.pk, visitor="v1", user_id=None, text="hello"
+    )
+    messages.message_delete(
+        room_id=room.pk, message_id=second.pk, visitor="v1", user_id=None
+    )
+    page = client.get("/rooms/test/messages").json()
+    shown = [
+        (m["seq"], m["text"], bool(m["edited"]), m.get("deleted"))
+        for m in page["messages"]
+    ]
+    assert shown == [
+        (1, "hello", True, None),
+        (2, "", False, True),
+        (3, "third", False, None),
+    ]
