@@ -128,6 +128,10 @@ class SanctionAdmin(admin.ModelAdmin):
     ]
     fields = list(readonly_fields)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Sanction]:
+        # A kick holds only for the connections it closed: it is in the log.
+        return super().get_queryset(request).exclude(kind=Sanction.Kind.KICK)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Given from the room, where the participant is named.
         return False

@@ -3,11 +3,13 @@ import collections
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import acts, admission, limits, protocol, selectors, transport, visitors
@@ -24,6 +26,13 @@ logger = logging.getLogger(__name__)
 # A socket's messages read but not yet saved, at most (its rate limit usually
 # stops it long before); past it they are refused with `unavailable`.
 MAX_OUTBOX = 100
+
+
+# Refusals after which the socket is closed, with this code.
+REFUSALS_THAT_CLOSE = {
+    protocol.BANNED: protocol.CLOSE_BANNED,
+    protocol.KICKED: protocol.CLOSE_KICKED,
+}
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -68,8 +77,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             protocol.DELETE: self.on_act,
             **{kind: self.on_act for kind in protocol.MODERATIONS},
         }
-        # Whether the joined nickname's holder moderates the room (its join).
+        # Whether the joined nickname's holder moderates the room (its join),
+        # and when it joined (a kick given since holds for it).
         self.moderator = False
+        self.joined_at: datetime | None = None
         self.address = scope_address(self.scope)
         # Messages of this socket waiting for their save, in the order they came,
         # and the task saving them.
@@ -196,10 +207,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             )
         exc.client_id = exc.client_id or client_id or None
         await self.send_frame(exc.frame())
-        if exc.code == protocol.BANNED:
-            # Also where this instance missed the ban's layer event: the
+        close = REFUSALS_THAT_CLOSE.get(exc.code)
+        if close is not None and self.closing is None:
+            # Also where this instance missed the moderator's layer event: the
             # database refused the join or the message.
-            self.close_soon(protocol.CLOSE_BANNED)
+            self.close_soon(close)
+            self.leaving = asyncio.create_task(self.leave_room())
 
     # Frames -----------------------------------------------------------------
 
@@ -214,6 +227,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         hub = get_hub()
         await hub.attach(self.joined_room.pk, self)
         joined = None
+        joined_at = timezone.now()
         try:
             joined, welcome = await presence.aroom_welcome(
                 room=self.joined_room,
@@ -239,6 +253,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # From here on the connection is recorded: disconnect() takes it out.
         self.nickname = joined.nickname
         self.moderator = joined.moderator
+        self.joined_at = joined_at
         self.floor = welcome["last_seq"]
         backlog, self.backlog = self.backlog, None
         if backlog:
@@ -303,6 +318,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 if self.user and self.user.is_authenticated
                 else None,
                 moderator=self.moderator,
+                joined=self.joined_at,
             )
         except Exception as exc:  # noqa: BLE001 - answered by refuse_frame()
             await self.refuse_frame(exc, frame.client_id)

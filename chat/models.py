@@ -184,6 +184,10 @@ class Sanction(models.Model):
     class Kind(models.TextChoices):
         MUTE = "mute", _("mute")
         BAN = "ban", _("ban")
+        # Out of the room once: it holds for the connections that were in it
+        # then (those an instance that missed the layer event still serves),
+        # not for a later join.
+        KICK = "kick", _("kick")
 
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
     # None: every room.

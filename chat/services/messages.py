@@ -4,7 +4,7 @@ that saves it, so seqs have no gaps and commit in order. A message is saved
 before the room hears of it (amessage_post).
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -180,6 +180,7 @@ async def amessage_post(
     client_id: str,
     user_id: int | None = None,
     moderator: bool = False,
+    joined: datetime | None = None,
 ) -> Answer:
     """
     Save a message, then ring the room's doorbell; (message frame, delivered).
@@ -196,6 +197,7 @@ async def amessage_post(
         "client_id": client_id,
         "user_id": user_id,
         "moderator": moderator,
+        "joined": joined,
     }
     return await save_queue.aqueue_post(room=room, draft=draft, save=messages_save)
 

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, Max, Q, QuerySet
+from django.db.models import Exists, F, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -72,15 +72,22 @@ def _duration(seconds: int | None) -> str:
 def refusal(
     sanction: Sanction, client_id: str | None = None, now: datetime | None = None
 ) -> ProtocolError:
-    """What a muted or banned participant is told, with how long it holds."""
+    """What a muted, banned or kicked participant is told, with how long it
+    holds."""
     left = seconds_left(sanction.expires, now)
-    if sanction.kind == Sanction.Kind.BAN:
+    if sanction.kind == Sanction.Kind.KICK:
+        code, left = protocol.KICKED, None
+        message = _("A moderator removed you from this room; you may join again.")
+    elif sanction.kind == Sanction.Kind.BAN:
         code = protocol.BANNED
-        text = _("You are banned from this room %(how_long)s.")
+        message = _("You are banned from this room %(how_long)s.") % {
+            "how_long": _duration(left)
+        }
     else:
         code = protocol.MUTED
-        text = _("A moderator muted you %(how_long)s; you can still read.")
-    message = text % {"how_long": _duration(left)}
+        message = _("A moderator muted you %(how_long)s; you can still read.") % {
+            "how_long": _duration(left)
+        }
     if sanction.reason:
         message += " " + _("Reason: %(reason)s") % {"reason": sanction.reason}
     error = ProtocolError(code, message, client_id)
@@ -95,7 +102,8 @@ def join_refusal(
     ban = (
         in_force(room_id)
         .filter(_of(visitor, user_id, address), kind=Sanction.Kind.BAN)
-        .order_by("-expires")
+        # For good first, then the one that ends last.
+        .order_by(F("expires").desc(nulls_first=True))
         .first()
     )
     return refusal(ban) if ban is not None else None
@@ -119,6 +127,23 @@ def _slow_mode_refusal(
     )
     error.retry_after = left
     return error
+
+
+SAYS_MORE: list[str] = [Sanction.Kind.BAN, Sanction.Kind.KICK, Sanction.Kind.MUTE]
+
+
+def _holds(sanction: Sanction, draft: Draft) -> bool:
+    """Whether the sanction names the draft's sender (a kick: and the sender's
+    connection was in the room before it)."""
+    user_id = draft.get("user_id")
+    if sanction.visitor != draft["visitor"] and (
+        user_id is None or sanction.user_id != user_id
+    ):
+        return False
+    if sanction.kind == Sanction.Kind.KICK:
+        joined = draft.get("joined")
+        return joined is not None and joined < sanction.created
+    return True
 
 
 def lot_refusals(
@@ -155,15 +180,12 @@ def lot_refusals(
         for i in held:
             match |= _of(drafts[i]["visitor"], drafts[i].get("user_id"))
         found = list(in_force(room_id, now).filter(match))
-        # A ban says more than a mute.
-        found.sort(key=lambda sanction: sanction.kind != Sanction.Kind.BAN)
+        # A ban says more than a kick, a kick more than a mute.
+        found.sort(key=lambda sanction: SAYS_MORE.index(sanction.kind))
         for i in held:
             draft = drafts[i]
             for sanction in found:
-                if sanction.visitor == draft["visitor"] or (
-                    draft.get("user_id") is not None
-                    and sanction.user_id == draft.get("user_id")
-                ):
+                if _holds(sanction, draft):
                     refusals[i] = refusal(sanction, draft["client_id"] or None, now)
                     break
     if members_only:

@@ -16,6 +16,7 @@ import concurrent.futures
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NotRequired, TypedDict
 
 from django.db import transaction
@@ -57,6 +58,9 @@ class Draft(TypedDict):
     # or members-only rule (chat/services/sanctions.py).
     user_id: NotRequired[int | None]
     moderator: NotRequired[bool]
+    # When the sender's connection joined the room, where it is known: a kick
+    # given since holds for it.
+    joined: NotRequired[datetime | None]
 
 
 # A draft's fate: the message and whether this save made it (False: saved

@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from chat.models import Message, ModerationRecord, Room, Sanction
+from chat.models import Member, Message, ModerationRecord, Room, Sanction
 from tests.unit.factories import session_of, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -382,3 +382,31 @@ async def test_a_signed_in_author_edits_from_another_device(joined, make_client)
         {"type": "edit", "id": message["id"], "text": "fixed on the phone"}
     )
     assert (await phone.expect("edited"))["text"] == "fixed on the phone"
+
+
+async def test_a_kick_this_instance_missed_holds_at_the_next_message(
+    joined, make_client, general
+):
+    eve = await joined("eve")
+
+    def kick_elsewhere():
+        # As another instance records it while this one hears nothing of it.
+        visitor = Member.objects.get(nickname="eve").visitor
+        Sanction.objects.create(
+            kind=Sanction.Kind.KICK,
+            room=general,
+            nickname="eve",
+            visitor=visitor,
+            expires=timezone.now() + timedelta(days=1),
+        )
+
+    await database_sync_to_async(kick_elsewhere)()
+    await eve.say("am I still here?", client_id="k1")
+    refused = await eve.expect("error")
+    assert (refused["code"], refused["client_id"]) == ("kicked", "k1")
+    assert (await eve.ws.receive_output(timeout=2))["code"] == 4409
+    # A kick does not hold for the next join.
+    back = await make_client()
+    await back.join("eve")
+    await back.say("back")
+    assert (await back.expect("message"))["text"] == "back"
