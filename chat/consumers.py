@@ -434,6 +434,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.close_soon(protocol.CLOSE_REJOIN)
             await self.leave_room()
 
+    async def sanctioned(self, refusal: ProtocolError) -> None:
+        """A ban or kick whose layer event this instance missed (the heartbeat
+        found it): told, and closed."""
+        if self.closing is None and self.nickname is not None:
+            await self.refuse_frame(refusal, None)
+
     async def drop_slow_reader(self) -> None:
         """Close a socket that stopped reading; it catches up when it reconnects."""
         self.log("too_slow", level=logging.WARNING, buffered=self.socket.buffered())

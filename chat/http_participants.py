@@ -297,6 +297,17 @@ class HttpParticipant:
         self.stale = True
         self.wake.set()
 
+    async def sanctioned(self, refusal: ProtocolError) -> None:
+        """A ban or kick whose layer event this instance missed: its last
+        frame, then out of the room."""
+        if self.gone or self.final:
+            return
+        text = protocol.encode(refusal.frame())
+        self._put(text, protocol.stream_event(text))
+        self.final = True
+        self.wake.set()
+        self.leave_soon()
+
     # Streams and polls -------------------------------------------------------
 
     @contextlib.contextmanager

@@ -30,6 +30,7 @@ from . import counters, drops, events, protocol
 from .liveness import Liveness
 from .logs import cause
 from .loops import loop_local
+from .protocol import ProtocolError
 from .transport import chunk, frames, text_frame
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,8 @@ class Listener(Protocol):
     async def deliver(self, batch: Batch) -> None: ...
 
     async def restore_presence(self) -> None: ...
+
+    async def sanctioned(self, refusal: ProtocolError) -> None: ...
 
 
 class Hub:

@@ -1,7 +1,9 @@
 """
 This process's liveness in the database: its heartbeat, the sweep of the
-instances that stopped beating (killed, or cut off), and its own presence taken
-out as it stops. The hub (chat/hub.py) starts and stops it with its sockets.
+instances that stopped beating (killed, or cut off), its own presence taken
+out as it stops, and the bans and kicks its sockets missed the layer events of
+(Redis away when they were given). The hub (chat/hub.py) starts and stops it
+with its sockets.
 
 The rooms are told who left: the presence a sweep or a prune takes out, and, as
 the process stops, its own sockets'.
@@ -20,7 +22,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from .logs import cause
-from .services import instances, presence
+from .protocol import ProtocolError
+from .services import instances, presence, sanctions
 from .services.presence import Departure
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,9 @@ logger = logging.getLogger(__name__)
 CLOSE_ANNOUNCE_SECONDS = 3.0
 # The same at the exit of a process that stops without closing its sockets.
 EXIT_ANNOUNCE_SECONDS = 2.0
+# Each beat looks for the bans and kicks given since the one before, and this
+# much before that.
+SANCTIONS_OVERLAP_SECONDS = 5.0
 
 
 class LocalSocket(Protocol):
@@ -37,6 +43,8 @@ class LocalSocket(Protocol):
     connection_id: str
 
     async def restore_presence(self) -> None: ...
+
+    async def sanctioned(self, refusal: ProtocolError) -> None: ...
 
 
 async def _announce(departures: list[Departure], *, at_once: bool = False) -> None:
@@ -74,6 +82,8 @@ class Liveness:
         self.sockets = sockets
         self._task: asyncio.Task[None] | None = None
         self._background_tasks: set[asyncio.Task[None]] = set()
+        # Bans and kicks given since then are looked for at the next beat.
+        self.checked = timezone.now()
 
     async def start(self) -> None:
         """Beat once (the instance's row exists before any of its sockets
@@ -122,6 +132,7 @@ class Liveness:
                 serving=[socket.connection_id for socket in self.sockets()],
                 older_than=timezone.now() - timedelta(minutes=1),
             ),
+            "sanctions": self._sanctioned,
         }
         results = {}
         for name, step in steps.items():
@@ -136,6 +147,8 @@ class Liveness:
                     name,
                     cause(exc),
                 )
+        if results.get("sanctions"):
+            self._background(self._enforce(results["sanctions"]))
         departures = results.get("sweep", []) + results.get("prune", [])
         if departures:
             # Apart from the beat: with Redis slow, announcing could hold the
@@ -150,6 +163,22 @@ class Liveness:
                     await socket.restore_presence()
                 except Exception as exc:  # noqa: BLE001 - the next socket's turn
                     logger.warning("restore_failed cause=%s", cause(exc))
+
+    def _sanctioned(self) -> list[tuple[str, ProtocolError]]:
+        # From a little before the last look: a ban committed as it ran, with
+        # a creation time before it, is not missed.
+        since = self.checked - timedelta(seconds=SANCTIONS_OVERLAP_SECONDS)
+        self.checked = timezone.now()
+        return sanctions.connections_sanctioned(instance=self.instance, since=since)
+
+    async def _enforce(self, found: list[tuple[str, ProtocolError]]) -> None:
+        """Bans and kicks this instance missed the layer events of: their
+        sockets told and closed now."""
+        local = {socket.connection_id: socket for socket in self.sockets()}
+        for connection_id, refusal in found:
+            socket = local.get(connection_id)
+            if socket is not None:
+                await socket.sanctioned(refusal)
 
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from .. import protocol
-from ..models import Message, Room, Sanction
+from ..models import Connection, Message, Room, Sanction
 from ..protocol import ProtocolError
 from .save_queue import Draft
 
@@ -221,3 +221,37 @@ def lot_refusals(
                 # Its next draft in this lot waits the same.
                 last_sent[draft["visitor"]] = now
     return refusals
+
+
+def connections_sanctioned(
+    *, instance: str, since: datetime
+) -> list[tuple[str, ProtocolError]]:
+    """
+    The connections this instance serves that a ban or kick given since
+    `since` holds for, each with what it is told. The heartbeat asks
+    (chat/liveness.py): a socket whose instance missed the moderator's layer
+    event is closed within a beat, whether or not it acts.
+    """
+    now = timezone.now()
+    recent = Sanction.objects.filter(
+        Q(expires__isnull=True) | Q(expires__gt=now),
+        created__gte=since,
+        kind__in=[Sanction.Kind.BAN, Sanction.Kind.KICK],
+        lifted__isnull=True,
+    )
+    found = []
+    for sanction in recent:
+        whose = Q(member__visitor=sanction.visitor)
+        if sanction.user_id is not None:
+            whose |= Q(member__user_id=sanction.user_id)
+        if sanction.address:
+            # Staff behind the same address are not taken with it.
+            whose |= Q(address=sanction.address) & ~Q(member__user__is_staff=True)
+        connections = Connection.objects.filter(whose, instance_id=instance)
+        if sanction.room_id is not None:
+            connections = connections.filter(member__room_id=sanction.room_id)
+        if sanction.kind == Sanction.Kind.KICK:
+            connections = connections.filter(opened__lt=sanction.created)
+        told = refusal(sanction, now=now)
+        found += [(pk, told) for pk in connections.values_list("pk", flat=True)]
+    return found

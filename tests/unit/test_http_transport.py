@@ -21,7 +21,8 @@ from django.core import signing
 
 from chat import protocol
 from chat.http_participants import TICKET_SALT
-from chat.models import Room
+from chat.hub import get_hub
+from chat.models import Member, Room, Sanction
 from tests.conftest import HOST, ORIGIN, TIMEOUT, Client, asgi_application
 from tests.unit.factories import signed_in
 
@@ -902,3 +903,26 @@ async def test_slow_mode_over_http_says_when_to_send_again(browser, general):
     assert frame["code"] == protocol.SLOW_MODE
     assert answer.header("retry-after") == str(frame["retry_after"])
     assert 38 <= frame["retry_after"] <= 40
+
+
+async def test_a_ban_the_layer_missed_ends_an_http_stream_at_the_next_beat(browser):
+    bob = await browser()
+    await bob.join("bob")
+    stream = bob.events()
+    await stream.expect("welcome")
+
+    def ban_elsewhere():
+        member = Member.objects.get(nickname="bob")
+        Sanction.objects.create(
+            kind=Sanction.Kind.BAN,
+            room_id=member.room_id,
+            nickname="bob",
+            visitor=member.visitor,
+        )
+
+    await database_sync_to_async(ban_elsewhere)()
+    await get_hub().liveness.beat()
+    told = (await stream.expect("error")).data
+    assert told["code"] == protocol.BANNED and "retry_after" not in told
+    await stream.response()
+    assert_refused(await bob.join_answer("bob"), protocol.BANNED)

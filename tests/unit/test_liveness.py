@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat.hub import get_hub
-from chat.models import Connection, Member
+from chat.models import Connection, Member, Sanction
 from chat.services import instances, presence
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,3 +95,35 @@ async def test_a_restore_that_finds_its_connection_recorded_keeps_the_socket(
     await bob.say("still here", client_id="s-1")
     assert (await alice.expect("message"))["text"] == "still here"
     assert (await bob.expect("message"))["client_id"] == "s-1"
+
+
+def _sanction_given_elsewhere(kind, nickname):
+    """A ban or kick recorded by another instance, whose layer event this one
+    never got (Redis away)."""
+    member = Member.objects.get(nickname=nickname)
+    return Sanction.objects.create(
+        kind=kind,
+        room_id=member.room_id,
+        nickname=nickname,
+        visitor=member.visitor,
+        expires=timezone.now() + timedelta(hours=1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "close"),
+    [(Sanction.Kind.BAN, "banned", 4403), (Sanction.Kind.KICK, "kicked", 4409)],
+)
+async def test_the_heartbeat_closes_sockets_a_missed_ban_or_kick_holds_for(
+    joined, kind, code, close
+):
+    eve = await joined("eve")
+    bob = await joined("bob")
+    await database_sync_to_async(_sanction_given_elsewhere)(kind, "eve")
+    await get_hub().liveness.beat()
+    assert (await eve.expect("error"))["code"] == code
+    assert (await eve.ws.receive_output(timeout=2))["code"] == close
+    await bob.expect("left", nickname="eve")
+    # Once: the next beat finds nothing more to do.
+    await get_hub().liveness.beat()
+    assert await bob.nothing()
