@@ -5,7 +5,7 @@ import { errors, frames } from "./config.js";
 import { send, state } from "./connection.js";
 import { append, messageElement } from "./log.js";
 import { myNickname } from "./presence.js";
-import { t } from "./strings.js";
+import { duration, t } from "./strings.js";
 
 const TYPING_IDLE_MS = 400;
 // A long burst of typing repeats its signal, so that a reader who joined
@@ -16,6 +16,13 @@ const TYPING_REPEAT_MS = 3000;
 // is saved or refused for good: nothing typed is given up on by itself.
 const RESEND_AFTER_MS = 2000;
 const RESEND_MAX_MS = 30000;
+// How often a message held back (muted, slow mode) says again how long is left.
+const HELD_TICK_MS = 1000;
+// The word for each refusal that lifts by itself (errors.held).
+const HELD_WORDS = {
+  [errors.codes.MUTED]: "held_muted",
+  [errors.codes.SLOW_MODE]: "held_slow_mode",
+};
 
 const composer = document.getElementById("composer");
 const input = document.getElementById("message");
@@ -72,10 +79,39 @@ export function refuse(frame) {
     // Sending too fast is said in the log too.
     return frame.code !== errors.codes.RATE_LIMITED;
   }
-  // Refused for good: shown as not sent, with a way to send it again.
+  // Refused for good, or for a while (muted, slow mode): shown as not sent,
+  // with a way to send it again. One held back is not sent again by itself:
+  // until its time is up it would only be refused again; the reader is told
+  // how long that is.
   pending.delete(frame.client_id);
   markFailed(refused, frame.client_id, frame.message);
+  if (errors.held.includes(frame.code)) showHeld(refused, frame);
   return false;
+}
+
+// "muted — 9 min left" beside a message held back, counting down; gone once
+// the time is up (retry_after absent: for good, no time to say).
+function showHeld(entry, frame) {
+  const label = document.createElement("span");
+  label.className = "held";
+  const reason = t(HELD_WORDS[frame.code] ?? "held_other");
+  const until = frame.retry_after == null ? null : Date.now() + frame.retry_after * 1000;
+  function tell() {
+    if (until === null) {
+      label.textContent = reason;
+      return;
+    }
+    const left = (until - Date.now()) / 1000;
+    if (left > 0) {
+      label.textContent = t("time_left", { reason, left: duration(left) });
+      return;
+    }
+    clearInterval(entry.heldTimer);
+    label.remove();
+  }
+  tell();
+  if (until !== null) entry.heldTimer = setInterval(tell, HELD_TICK_MS);
+  entry.element.querySelector(".resend").before(label);
 }
 
 function markFailed(entry, clientId, reason) {
@@ -88,6 +124,8 @@ function markFailed(entry, clientId, reason) {
   again.textContent = t("resend");
   again.addEventListener("click", () => {
     again.remove();
+    clearInterval(entry.heldTimer);
+    entry.element.querySelector(".held")?.remove();
     entry.element.classList.replace("failed", "pending");
     entry.tries = 0;
     pending.set(clientId, entry);

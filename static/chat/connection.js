@@ -7,7 +7,8 @@
 //   joining     a join was sent and awaits its welcome (or error)
 //   joined      welcomed: in the room
 //   waiting     closed; a new transport is due after the backoff
-//   closed      closed for good (the room is gone or archived)
+//   closed      closed for good (the room is gone or archived, or a moderator
+//               took the participant out of it)
 //
 // The WebSocket first (socket.js). A page whose socket cannot open, or dies
 // before its welcome, twice in a row, turns to the HTTP transport (http.js),
@@ -33,6 +34,8 @@ let attempts = 0;
 let failures = 0;
 let reconnectTimer = null;
 let probeTimer = null;
+// The server said this is the end (finish()): the transport's end is final.
+let finished = false;
 let listeners = {
   open() {},
   frame() {},
@@ -52,9 +55,10 @@ export function transportKind() {
 
 // open(): a join can go; frame(frame, { quiet }): one frame from the server
 // (quiet: a welcome that resumes, with nothing to tell the reader);
-// closed({ opened, wasJoined, final }): the transport ended, before any
-// reconnect; transport(kind): what carries the chat now; joinFrame(): the join
-// to send; lastSeq(): the page's cursor.
+// closed({ opened, wasJoined, final, code }): the transport ended, before any
+// reconnect (code: a WebSocket's close code, if it had one); transport(kind):
+// what carries the chat now; joinFrame(): the join to send; lastSeq(): the
+// page's cursor.
 export function listen(callbacks) {
   listeners = { ...listeners, ...callbacks };
 }
@@ -85,6 +89,15 @@ export function joinRefused() {
 // Given up on: closed, and tried again after the backoff.
 export function drop() {
   transport.close();
+}
+
+// The server said the end is coming (errors.final: the room is gone, or a
+// moderator took the participant out): closed now, and not reconnected,
+// whatever the transport does next (an HTTP stream has no close code to say
+// it). connect() starts over.
+export function finish() {
+  finished = true;
+  if (transport !== null) transport.close();
 }
 
 // One transport's events, heard only while it is the page's (or the
@@ -124,6 +137,7 @@ function launch(kindNow) {
 
 export function connect() {
   reconnectTimer = null;
+  finished = false;
   current = "connecting";
   transport = launch(kind);
 }
@@ -133,7 +147,8 @@ function setKind(next) {
   listeners.transport(kind);
 }
 
-function ended({ opened, final }) {
+function ended({ opened, final: closedForGood, code = null }) {
+  const final = closedForGood || finished;
   const wasJoined = current === "joined";
   if (candidate !== null) {
     candidate.discard();
@@ -148,7 +163,7 @@ function ended({ opened, final }) {
     }
   }
   current = final ? "closed" : "waiting";
-  listeners.closed({ opened, wasJoined, final });
+  listeners.closed({ opened, wasJoined, final, code });
   if (!final) scheduleReconnect();
 }
 

@@ -8,17 +8,25 @@
 //   socket.js      the WebSocket transport, its pings
 //   http.js        the HTTP transport: POSTs, the event stream, long-polling
 //   tabs.js        one HTTP stream for the tabs of a room
-//   timeline.js    messages in seq order, history, gap fill, older pages
+//   timeline.js    messages in seq order, history, gap fill, older pages,
+//                  edits and deletions in place
 //   composer.js    sending, pending and resending, typing signals
+//   moderation.js  editing and deleting one's own messages; a moderator's
+//                  delete, mute, kick and ban, and the dialog for them
+//   removed.js     the page of someone kicked (a way back in) or banned
+//   room.js        the room's name, topic and rules as the server tells them
 //   presence.js    own nickname, the online list and count, who is typing
 //   nickname.js    the nickname prompt
 
 import * as composer from "./composer.js";
-import { errors, frames, page } from "./config.js";
+import { close, errors, frames, page } from "./config.js";
 import * as connection from "./connection.js";
 import { line } from "./log.js";
+import * as moderation from "./moderation.js";
 import * as nickname from "./nickname.js";
 import * as presence from "./presence.js";
+import * as removed from "./removed.js";
+import * as room from "./room.js";
 import { t } from "./strings.js";
 import * as timeline from "./timeline.js";
 
@@ -41,7 +49,16 @@ function showTransport(kind) {
   transportLine.dataset.transport = kind;
 }
 
+// The error frame that said the connection's end was coming (errors.final).
+let farewell = null;
+// Kicked, and joining again by choice: the composer has the focus once back.
+let rejoining = false;
+
 function welcome(frame, { quiet = false } = {}) {
+  // Before the history is shown: its messages get the controls of who the
+  // page is now.
+  moderation.welcome(frame);
+  room.show(frame.room);
   if (quiet) {
     // A stream, a poll or a new socket resuming from the page's cursor: the
     // reader is in the room all along.
@@ -53,7 +70,8 @@ function welcome(frame, { quiet = false } = {}) {
   presence.setMyNickname(frame.nickname);
   connection.welcomed();
   nickname.hide();
-  composer.show({ focus: first });
+  composer.show({ focus: first || rejoining });
+  rejoining = false;
   timeline.welcome(frame);
   if (first) line(t("welcome", { room: frame.room.name }), "welcome");
   else line(t("reconnected"));
@@ -64,7 +82,15 @@ function welcome(frame, { quiet = false } = {}) {
 
 function error(frame) {
   if (composer.refuse(frame)) return;
-  if (connection.state() === "joined" || errors.final.includes(frame.code)) {
+  moderation.refused(frame);
+  if (errors.final.includes(frame.code)) {
+    // Kicked, banned, or the room closed: no reconnecting after this.
+    farewell = frame;
+    line(frame.message, "error");
+    connection.finish();
+    return;
+  }
+  if (connection.state() === "joined") {
     line(frame.message, "error");
     return;
   }
@@ -102,6 +128,11 @@ const handlers = {
   [frames.DELETED](frame) {
     timeline.forget(frame.ids);
   },
+  [frames.EDITED]: timeline.revise,
+  [frames.ROOM](frame) {
+    room.show(frame.room);
+  },
+  [frames.MODERATED]: moderation.moderated,
   [frames.PONG](frame) {
     timeline.behind(frame.last_seq);
   },
@@ -117,12 +148,19 @@ connection.listen({
     const handler = handlers[frame.type];
     if (handler) handler(frame, options);
   },
-  closed({ opened, wasJoined, final }) {
+  closed({ opened, wasJoined, final, code }) {
     composer.stopTyping();
     presence.clearTypers();
     if (final) {
       composer.hide();
       nickname.hide();
+      // Said by the error frame before the close, or by the close code alone
+      // (when the server could not send the frame before it).
+      const said = farewell ?? {};
+      farewell = null;
+      const banned = said.code === errors.codes.BANNED || code === close.codes.BANNED;
+      const kicked = said.code === errors.codes.KICKED || code === close.codes.KICKED;
+      if (banned || kicked) removed.show({ banned, message: said.message });
       return;
     }
     if (wasJoined) line(t("disconnected"));
@@ -141,6 +179,12 @@ nickname.onChosen(
   },
   () => connection.state() === "joining",
 );
+
+// Kicked, the person may come back: the same nickname, from where they were.
+removed.onRejoin(() => {
+  rejoining = true;
+  connection.connect();
+});
 
 showTransport(connection.transportKind());
 

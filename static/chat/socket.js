@@ -36,8 +36,9 @@ export function openSocket(events) {
     if (ended) return;
     ended = true;
     stopPing();
-    // The room is gone or archived (its error frame said so): no retry.
-    events.ended({ opened, final: close.final.includes(code) });
+    // The room is gone or archived, or a moderator took the participant out
+    // (its error frame said so): no retry.
+    events.ended({ opened, final: close.final.includes(code), code });
   }
 
   function send(frame) {

@@ -12,3 +12,16 @@ const strings = Object.fromEntries(
 export function t(key, values = {}) {
   return strings[key].replace(/\{(\w+)\}/g, (_match, name) => String(values[name]));
 }
+
+// A span of time as the page says it: "45 s", "9 min", "3 h", "2 d", rounded
+// up (what is left is never said to be less than it is), in the same steps as
+// the server's own words for it (chat/services/sanctions.py).
+export function duration(seconds) {
+  const s = Math.max(1, Math.ceil(seconds));
+  if (s < 120) return t("seconds_short", { n: s });
+  const minutes = Math.ceil(s / 60);
+  if (minutes < 120) return t("minutes_short", { n: minutes });
+  const hours = Math.ceil(minutes / 60);
+  if (hours < 48) return t("hours_short", { n: hours });
+  return t("days_short", { n: Math.ceil(hours / 24) });
+}

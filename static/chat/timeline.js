@@ -1,10 +1,11 @@
 // The messages, in seq order, each once: live ones, a welcome's history, gaps
-// filled over HTTP, and older pages on request.
+// filled over HTTP, and older pages on request; edited and deleted in place.
 
 import { limits, urls } from "./config.js";
 import * as composer from "./composer.js";
 import { state } from "./connection.js";
-import { append, line, log, messageElement } from "./log.js";
+import { append, line, log, messageElement, showDeleted, showText } from "./log.js";
+import { equip } from "./moderation.js";
 import { removeTyper } from "./presence.js";
 import { t } from "./strings.js";
 
@@ -29,9 +30,20 @@ export function lastSeq() {
   return cursor;
 }
 
+// A message as shown, with the controls this page has over it.
+function render(frame) {
+  const element = messageElement(frame);
+  equip(element);
+  return element;
+}
+
+function shown(id) {
+  return log.querySelector(`li.message[data-id="${Number(id)}"]`);
+}
+
 function showMessage(frame) {
   const mine = composer.confirm(frame);
-  append(messageElement(frame), { follow: mine });
+  append(render(frame), { follow: mine });
   if (oldest === null || frame.seq < oldest) oldest = frame.seq;
   removeTyper(frame.nickname);
 }
@@ -98,13 +110,25 @@ export function behind(lastSeq) {
   if (lastSeq > cursor) scheduleGapFill();
 }
 
+// Deleted: each keeps its place, as "message deleted".
 export function forget(ids) {
   for (const id of ids) {
-    const el = log.querySelector(`li.message[data-id="${Number(id)}"]`);
-    if (el) el.remove();
+    const el = shown(id);
+    if (el) showDeleted(el);
   }
   for (const [seq, waiting] of early) {
-    if (ids.includes(waiting.id)) early.delete(seq);
+    if (ids.includes(waiting.id)) early.set(seq, { ...waiting, text: "", deleted: true });
+  }
+}
+
+// Edited: its new text in place (one not shown, older than the page's first,
+// is read with its edit when it is loaded).
+export function revise(frame) {
+  const el = shown(frame.id);
+  if (el && !el.classList.contains("deleted")) showText(el, frame);
+  const waiting = early.get(frame.seq);
+  if (waiting && waiting.id === frame.id) {
+    early.set(frame.seq, { ...waiting, text: frame.text, edited: frame.edited });
   }
 }
 
@@ -155,7 +179,7 @@ async function loadOlder() {
     const first = log.querySelector("li.message");
     const fromBottom = log.scrollHeight - log.scrollTop;
     const older = document.createDocumentFragment();
-    older.append(...page.messages.map(messageElement));
+    older.append(...page.messages.map(render));
     log.insertBefore(older, first);
     log.scrollTop = log.scrollHeight - fromBottom;
     if (page.messages.length) oldest = page.messages[0].seq;
