@@ -6,10 +6,10 @@ changes the database and then tells the room's connected sockets, once the
 change commits; each of a moderator's actions on people and messages is
 recorded (ModerationRecord), with who did it, to whom, when and why.
 
-A mute or a ban holds through the database (chat/services/sanctions.py): an
-instance that missed the layer event refuses the participant at their next
-message or join. A kick is the layer event alone: a socket on an instance that
-missed it stays (docs/moderation.md).
+A mute, kick or ban holds through the database (chat/services/sanctions.py):
+an instance that missed the layer event refuses the participant at their next
+message (a ban: or join), and closes a kicked or banned one's sockets at its
+next heartbeat (chat/liveness.py).
 
 A room archived or deleted elsewhere (the shell, a QuerySet.update(), a data
 migration) changes the database only: its open sockets stay open until they
