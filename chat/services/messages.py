@@ -48,18 +48,18 @@ def _insert_with_seqs(
     tests/system/test_faults.py).
     """
     room, table = Room._meta.db_table, Message._meta.db_table
-    columns = ("nickname", "text", "created", "client_id", "visitor")
+    columns = ("nickname", "text", "created", "client_id", "visitor", "user_id")
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH room AS (UPDATE {room} SET last_seq = last_seq + %s "  # noqa: S608 - the table names are the models'
             "WHERE id = %s AND NOT archived RETURNING last_seq) "
             f"INSERT INTO {table} "
-            "(room_id, seq, nickname, text, created, client_id, visitor) "
+            "(room_id, seq, nickname, text, created, client_id, visitor, user_id) "
             "SELECT %s, room.last_seq - %s + lot.n, lot.nickname, lot.text, "
-            "lot.created, lot.client_id, lot.visitor FROM room, "
+            "lot.created, lot.client_id, lot.visitor, lot.user_id FROM room, "
             "unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[], "
-            "%s::text[]) WITH ORDINALITY "
-            "AS lot(nickname, text, created, client_id, visitor, n) "
+            "%s::text[], %s::bigint[]) WITH ORDINALITY "
+            "AS lot(nickname, text, created, client_id, visitor, user_id, n) "
             "RETURNING id, seq",
             [len(messages), room_id, room_id, len(messages)]
             + [[getattr(m, column) for m in messages] for column in columns],

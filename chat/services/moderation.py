@@ -389,9 +389,13 @@ def sanctions_lift(*, sanctions_to_lift: QuerySet[Sanction], moderator: Account)
     with transaction.atomic():
         lifted = 0
         now = timezone.now()
-        for sanction in sanctions_to_lift.select_for_update().filter(
-            lifted__isnull=True
-        ):
+        # By pk: the admin's query joins the room and moderator, which
+        # PostgreSQL does not lock.
+        pending = Sanction.objects.select_for_update().filter(
+            pk__in=list(sanctions_to_lift.values_list("pk", flat=True)),
+            lifted__isnull=True,
+        )
+        for sanction in pending:
             sanction.lifted = now
             sanction.save(update_fields=["lifted"])
             _record(
