@@ -9,6 +9,8 @@ Django views, so that the session, the CSRF check and the visitor's cookies
 hold as for every other form of the site.
 """
 
+import asyncio
+import contextvars
 import functools
 import logging
 import uuid
@@ -56,13 +58,26 @@ def refusal_response(exc: ProtocolError) -> HttpResponse:
     return response
 
 
+async def _apart(answer: Awaitable[HttpResponse]) -> HttpResponse:
+    """
+    A view's answer, awaited in a context of its own. Django runs the site's
+    views under its sync-only middleware (WhiteNoise's, the health check's)
+    from a thread, and each request's context names that thread's executor:
+    a task or timer the view starts inherits it, and once the answer went out
+    its database calls fail ("CurrentThreadExecutor already quit"). A join
+    POST starts the grace of its participant, the hub, the join lots: they
+    outlive the request.
+    """
+    return await asyncio.create_task(answer, context=contextvars.Context())  # type: ignore[arg-type] # a coroutine
+
+
 def answers_frames(view: View) -> View:
     """Refusals as error frames; an outage or a bug as `unavailable` (logged)."""
 
     @functools.wraps(view)
     async def answering(request: HttpRequest, slug: str) -> HttpResponse:
         try:
-            return await view(request, slug)
+            return await _apart(view(request, slug))
         except ProtocolError as exc:
             return refusal_response(exc)
         except Exception as exc:

@@ -926,3 +926,19 @@ async def test_a_ban_the_layer_missed_ends_an_http_stream_at_the_next_beat(brows
     assert told["code"] == protocol.BANNED and "retry_after" not in told
     await stream.response()
     assert_refused(await bob.join_answer("bob"), protocol.BANNED)
+
+
+async def test_a_participant_whose_join_post_has_no_stream_leaves_after_the_grace(
+    browser, socket, settings
+):
+    # The grace starts in the join POST, a Django view, and runs on after its
+    # answer: what it does then (the leave, its database work) must not need
+    # the request's thread any more.
+    settings.CHAT_HTTP_GRACE_SECONDS = 0.3
+    alice = await socket()
+    await alice.join("alice")
+    bob = await browser()
+    await bob.join("bob")
+    await alice.expect("joined", nickname="bob")
+    left = await alice.expect("left", nickname="bob")
+    assert left["participants"] == 1
