@@ -67,9 +67,12 @@ def create_rooms(cluster, rooms):
     room_create, once per room, would take minutes for hundreds)."""
     if rooms == 1:
         return
-    values = ", ".join(["(%s, %s, '', false, 0, CURRENT_TIMESTAMP)"] * rooms)
+    values = ", ".join(["(%s, %s, '', false, 0, CURRENT_TIMESTAMP, 0, false)"] * rooms)
     params = [value for n in range(rooms) for value in (f"r{n}", f"r{n}")]
-    columns = "name, slug, topic, archived, last_seq, created"
+    columns = (
+        "name, slug, topic, archived, last_seq, created, slow_mode_seconds, "
+        "members_only"
+    )
     sql = f"INSERT INTO chat_room ({columns}) VALUES {values}"  # noqa: S608 - placeholders
     cluster.database.query(sql, params)
 

@@ -127,13 +127,6 @@ class Tell:
     close: int | None = None
 
 
-def tell_on_commit(tells: Sequence[Tell]) -> None:
-    for tell in tells:
-        events.room_send_sync(
-            tell.room_id, tell.frame, close=tell.close, only=tell.only
-        )
-
-
 async def atell(tells: Sequence[Tell]) -> None:
     """Send what an action tells (from async code, after its transaction)."""
     for tell in tells:
