@@ -127,12 +127,15 @@ def _save_one(message: Message) -> tuple[Message, bool]:
     return message, True
 
 
-def messages_save(*, room_id: int, drafts: list[Draft]) -> list[SaveResult]:
+def messages_save(
+    *, room_id: int, drafts: list[Draft], rules: sanctions.Rules | None = None
+) -> list[SaveResult]:
     """
     Save what of a room's lot the room's rules and moderators allow now
-    (chat/services/sanctions.py); the rest gets its refusal.
+    (chat/services/sanctions.py: `rules` as the save's trip read them, or
+    read here); the rest gets its refusal.
     """
-    refusals = sanctions.lot_refusals(room_id=room_id, drafts=drafts)
+    refusals = sanctions.lot_refusals(room_id=room_id, drafts=drafts, rules=rules)
     allowed = [
         draft for draft, refused in zip(drafts, refusals, strict=True) if not refused
     ]
@@ -199,7 +202,9 @@ async def amessage_post(
         "moderator": moderator,
         "joined": joined,
     }
-    return await save_queue.aqueue_post(room=room, draft=draft, save=messages_save)
+    return await save_queue.aqueue_post(
+        room=room, draft=draft, save=messages_save, rules=sanctions.rooms_rules
+    )
 
 
 def _is_author(message: Message, visitor: str, user_id: int | None) -> bool:

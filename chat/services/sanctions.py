@@ -8,9 +8,10 @@ members only, are read with them, in the same query.
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, F, Max, Q, QuerySet
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -21,14 +22,39 @@ from ..protocol import ProtocolError
 from .save_queue import Draft
 
 
+def _in_force(now: datetime) -> QuerySet[Sanction]:
+    return Sanction.objects.filter(
+        Q(expires__isnull=True) | Q(expires__gt=now), lifted__isnull=True
+    )
+
+
 def in_force(room_id: int, now: datetime | None = None) -> QuerySet[Sanction]:
     """The mutes and bans that hold in the room now (its own and every room's)."""
-    now = now or timezone.now()
-    return Sanction.objects.filter(
-        Q(room_id=room_id) | Q(room__isnull=True),
-        Q(expires__isnull=True) | Q(expires__gt=now),
-        lifted__isnull=True,
+    return _in_force(now or timezone.now()).filter(
+        Q(room_id=room_id) | Q(room__isnull=True)
     )
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A room's rules for posting, and whether any sanction holds there now."""
+
+    slow_mode_seconds: int
+    members_only: bool
+    sanctioned: bool
+
+
+def rooms_rules(room_ids: list[int]) -> dict[int, Rules]:
+    """The Rules of each room, in one query (a save trip's rooms)."""
+    here = _in_force(timezone.now()).filter(
+        Q(room_id=OuterRef("pk")) | Q(room__isnull=True)
+    )
+    rows = (
+        Room.objects.filter(pk__in=room_ids)
+        .annotate(sanctioned=Exists(here))
+        .values_list("pk", "slow_mode_seconds", "members_only", "sanctioned")
+    )
+    return {pk: Rules(*rest) for pk, *rest in rows}
 
 
 def _of(visitor: str, user_id: int | None, address: str = "") -> Q:
@@ -147,27 +173,28 @@ def _holds(sanction: Sanction, draft: Draft) -> bool:
 
 
 def lot_refusals(
-    *, room_id: int, drafts: Sequence[Draft], sanctions_only: bool = False
+    *,
+    room_id: int,
+    drafts: Sequence[Draft],
+    sanctions_only: bool = False,
+    rules: Rules | None = None,
 ) -> list[ProtocolError | None]:
     """
     For each draft of a room's lot, why it may not be posted now, or None:
     muted or banned, over the room's slow mode, or not signed in where the room
     is members only. Moderators are held to none of it (`sanctions_only`: only
-    mutes and bans count, for everyone: an edit or a deletion). One query for the
-    room's rules and whether any sanction holds there (the usual answer: no),
-    one more for each that applies.
+    mutes and bans count, for everyone: an edit or a deletion). The room's
+    `rules` as a save trip read them (rooms_rules), or one query for them; one
+    more for each rule that applies (the usual answer: none).
     """
     now = timezone.now()
-    rules = (
-        Room.objects.filter(pk=room_id)
-        .annotate(sanctioned=Exists(in_force(room_id, now)))
-        .values_list("slow_mode_seconds", "members_only", "sanctioned")
-        .first()
-    )
+    if rules is None:
+        rules = rooms_rules([room_id]).get(room_id)
     refusals: list[ProtocolError | None] = [None] * len(drafts)
     if rules is None:
         return refusals
-    slow_mode, members_only, sanctioned = rules
+    slow_mode, members_only = rules.slow_mode_seconds, rules.members_only
+    sanctioned = rules.sanctioned
     if sanctions_only:
         held = list(range(len(drafts)))
         slow_mode, members_only = 0, False

@@ -7,11 +7,12 @@ import threading
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import OperationalError
+from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 
 from chat import events
 from chat.models import Message, Room
-from chat.services import messages, save_queue
+from chat.services import messages, sanctions, save_queue
 from tests.conftest import saves_held
 from tests.harness.waiting import wait_until_async
 from tests.unit.factories import instance
@@ -145,3 +146,26 @@ async def test_rooms_waiting_at_once_are_saved_in_one_trip_and_one_failing_alone
         lambda: sorted(Message.objects.values_list("text", flat=True))
     )()
     assert stored == ["first", "second", "third"]
+
+
+def test_a_trip_reads_its_rooms_rules_once_for_all(db):
+    instance("here")
+    rooms = [Room.objects.create(name=slug, slug=slug) for slug in ("a", "b", "c")]
+    Room.objects.filter(pk=rooms[1].pk).update(members_only=True)
+    lots = [
+        save_queue.RoomLot(
+            save=messages.messages_save,
+            room_id=room.pk,
+            drafts=[{"nickname": "al", "visitor": "v", "text": "hi", "client_id": ""}],
+            rules=sanctions.rooms_rules,
+        )
+        for room in rooms
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        saved = save_queue._rooms_save(lots)
+    asked = [q["sql"] for q in queries if "chat_sanction" in q["sql"]]
+    assert len(asked) == 1, asked
+    # Each room's own rules held: the members-only room refused the visitor.
+    [first], [second], [third] = saved
+    assert first[1] is True and third[1] is True
+    assert second.code == "members_only"
