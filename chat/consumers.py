@@ -9,12 +9,13 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from . import acts, admission, limits, protocol, selectors, transport, visitors
 from .addresses import scope_address
 from .hub import Batch, Event, get_hub
+from .languages import scope_language
 from .logs import cause, is_outage
 from .models import Room
 from .protocol import Frame, ProtocolError
@@ -43,6 +44,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self) -> None:
+        # For the rest of the socket's life (its task's context): its errors
+        # in the language of the visitor's pages.
+        translation.activate(scope_language(self.scope))
         self.connection_id = uuid.uuid4().hex
         # None when the socket was refused its room.
         self.room: Room | None = None

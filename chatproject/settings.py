@@ -128,6 +128,7 @@ MIDDLEWARE = [
     # After WhiteNoise: static files need no policy of their own.
     "chat.csp.SiteCSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -320,7 +321,18 @@ AUTH_PASSWORD_VALIDATORS = [
     )
 ]
 
-LANGUAGE_CODE = "en-us"
+# The page speaks the visitor's language where it has it (LocaleMiddleware:
+# the language chosen on the page, else the browser's Accept-Language), and
+# English otherwise. The catalogs are compiled and kept in locale/, so no
+# GNU gettext is needed to deploy (README: "Translations").
+LANGUAGE_CODE = "en"
+LANGUAGES = [
+    ("en", "English"),
+    ("fr", "Français"),
+    ("sv", "Svenska"),
+    ("ko", "한국어"),
+]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

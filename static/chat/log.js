@@ -1,18 +1,64 @@
 // The room's log: how its lines and messages look, and where they go. Every
 // user-typed string is rendered with textContent, never parsed as HTML.
 
-import { t } from "./strings.js";
+import { locale, t } from "./strings.js";
 
 // Within this many pixels of the bottom, the log follows new lines.
 const STICK_PX = 40;
 
 export const log = document.getElementById("log");
 
-// Nickname colours: a stable hash of the nickname picks the hue.
-export function nicknameColor(name) {
+// Nickname colours: a stable hash of the nickname picks the hue, and each
+// theme the lightness that keeps it readable on its background (at least
+// 4.5:1, WCAG AA for text; one lightness for every hue left 160 of 360 hues
+// under it on white).
+const SATURATION = 0.65;
+const CONTRAST = 4.6;
+const BACKGROUNDS = { light: [255, 255, 255], dark: [22, 24, 28] };
+
+function channel(value) {
+  const c = value / 255;
+  return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+}
+
+function luminance([r, g, b]) {
+  return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+}
+
+function rgb(hue, lightness) {
+  const a = SATURATION * Math.min(lightness, 1 - lightness);
+  const f = (n) => {
+    const k = (n + hue / 30) % 12;
+    return Math.round(255 * (lightness - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [f(0), f(8), f(4)];
+}
+
+function readable(hue, theme) {
+  const background = luminance(BACKGROUNDS[theme]);
+  // From the lightness a nickname looks best at towards the background's
+  // opposite, until it reads well enough.
+  const [start, step] = theme === "light" ? [0.45, -0.01] : [0.6, 0.01];
+  for (let lightness = start; lightness > 0 && lightness < 1; lightness += step) {
+    const own = luminance(rgb(hue, lightness));
+    const ratio = (Math.max(own, background) + 0.05) / (Math.min(own, background) + 0.05);
+    if (ratio >= CONTRAST) return `rgb(${rgb(hue, lightness).join(" ")})`;
+  }
+  return theme === "light" ? "black" : "white";
+}
+
+const painted = new Map();
+
+// The element shows `name` in its colours, one per theme (style.css picks).
+export function paintNickname(element, name) {
   let hash = 0;
   for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) | 0;
-  return `hsl(${Math.abs(hash) % 360}, 65%, 38%)`;
+  const hue = Math.abs(hash) % 360;
+  if (!painted.has(hue)) painted.set(hue, [readable(hue, "light"), readable(hue, "dark")]);
+  const [light, dark] = painted.get(hue);
+  element.classList.add("named");
+  element.style.setProperty("--nick-light", light);
+  element.style.setProperty("--nick-dark", dark);
 }
 
 function atBottom() {
@@ -46,15 +92,19 @@ export function messageElement(frame) {
   if (frame.ts) {
     const when = new Date(frame.ts);
     time.dateTime = frame.ts;
-    time.title = when.toLocaleString();
-    time.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    time.title = when.toLocaleString(locale);
+    time.textContent = when.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit" });
   }
   const who = document.createElement("span");
   who.className = "nickname";
   who.textContent = frame.nickname;
-  who.style.color = nicknameColor(frame.nickname);
+  // Each as its own script's direction: an Arabic or Hebrew nickname or
+  // message reads right to left, with its punctuation where it belongs.
+  who.dir = "auto";
+  paintNickname(who, frame.nickname);
   const body = document.createElement("span");
   body.className = "text";
+  body.dir = "auto";
   li.append(time, who, body);
   if (frame.deleted) showDeleted(li);
   else showText(li, frame);
@@ -75,7 +125,7 @@ export function showText(li, frame) {
     mark.textContent = t("edited");
     li.querySelector(".text").after(mark);
   }
-  mark.title = t("edited_at", { time: new Date(frame.edited).toLocaleString() });
+  mark.title = t("edited_at", { time: new Date(frame.edited).toLocaleString(locale) });
 }
 
 // A deleted message keeps its place, its time and its author, and nothing of

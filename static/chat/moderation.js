@@ -8,7 +8,7 @@
 import { errors, frames, limits } from "./config.js";
 import { send } from "./connection.js";
 import { line, log } from "./log.js";
-import { t } from "./strings.js";
+import { locale, t } from "./strings.js";
 
 // setTimeout runs a longer delay at once.
 const TIMER_MAX_MS = 2147483647;
@@ -158,7 +158,7 @@ export function refused(frame) {
 // The moderator's answer: what was done, to whom, until when.
 export function moderated(frame) {
   const until = frame.until
-    ? new Date(frame.until).toLocaleString([], { dateStyle: "medium", timeStyle: "short" })
+    ? new Date(frame.until).toLocaleString(locale, { dateStyle: "medium", timeStyle: "short" })
     : null;
   let key = "did_kick";
   if (frame.action === frames.MUTE) key = "did_mute";

@@ -1,8 +1,8 @@
 // Who is here: the page's own nickname, the online list and its count, the
 // participants line, and who is typing.
 
-import { nicknameColor } from "./log.js";
-import { t } from "./strings.js";
+import { paintNickname } from "./log.js";
+import { t, tn } from "./strings.js";
 
 // Just over a typist's repeat (composer.js) and the server's coalescing delay
 // of up to 250 ms: a typing shown after its stop was lost clears within 4 s.
@@ -23,7 +23,7 @@ export function setMyNickname(name) {
 }
 
 export function participantsText(n) {
-  return n === 1 ? t("participants_one") : t("participants_many", { count: n });
+  return tn("participants", n);
 }
 
 export function setUsers(next) {
@@ -34,7 +34,8 @@ export function setUsers(next) {
     ...users.map((name) => {
       const li = document.createElement("li");
       li.textContent = name;
-      li.style.color = nicknameColor(name);
+      paintNickname(li, name);
+      li.dir = "auto";
       return li;
     }),
   );

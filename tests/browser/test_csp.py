@@ -81,9 +81,9 @@ def test_the_chat_pages_run_under_the_policy(watched, make_room):
     say(room, "under the policy")
     expect(message(room, "under the policy")).to_have_count(1)
     expect(room.locator("#log li.message.pending")).to_have_count(0)
-    # The nickname's colour is set through element.style, which CSP allows.
+    # The nickname's colours are set through element.style, which CSP allows.
     colour = room.locator("#log li.message .nickname").first.evaluate(
-        "el => el.style.color"
+        "el => el.style.getPropertyValue('--nick-light')"
     )
 
     assert colour
