@@ -23,6 +23,14 @@ SAME = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _english_after():
+    """The test client's requests run on this thread, and LocaleMiddleware's
+    choice stays active on it: the tests after these expect English."""
+    yield
+    translation.deactivate()
+
+
 def _unquote(text):
     return ast.literal_eval(text)
 
