@@ -49,17 +49,6 @@ SCHEMA = {
         "author": str,
         "edited": (str, type(None)),
     },
-    protocol.EDITED: {
-        "id": int,
-        "seq": int,
-        "room": str,
-        "nickname": str,
-        "text": str,
-        "ts": str,
-        "client_id": (str, type(None)),
-        "author": str,
-        "edited": str,
-    },
     protocol.MODERATED: {
         "action": str,
         "nickname": str,
@@ -75,6 +64,8 @@ SCHEMA = {
     protocol.PONG: {"last_seq": int},
     protocol.ERROR: {"code": str, "message": str},
 }
+# An edit is the message again, with when it was edited.
+SCHEMA[protocol.EDITED] = {**SCHEMA[protocol.MESSAGE], "edited": str}
 # Present only sometimes: the client_id of a refused message, how long a
 # refusal holds, a deleted message's mark.
 OPTIONAL = {
