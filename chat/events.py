@@ -156,15 +156,6 @@ async def room_send(
     return True
 
 
-def room_send_sync(
-    room_id: int,
-    frame: Frame,
-    *,
-    close: int | None = None,
-    only: Iterable[str] | None = None,
-) -> None:
+def room_send_sync(room_id: int, frame: Frame, *, close: int | None = None) -> None:
     """From synchronous code (the admin): send once the transaction commits."""
-    only = list(only) if only is not None else None
-    transaction.on_commit(
-        lambda: async_to_sync(room_send)(room_id, frame, close=close, only=only)
-    )
+    transaction.on_commit(lambda: async_to_sync(room_send)(room_id, frame, close=close))

@@ -168,8 +168,11 @@ class Liveness:
         # From a little before the last look: a ban committed as it ran, with
         # a creation time before it, is not missed.
         since = self.checked - timedelta(seconds=SANCTIONS_OVERLAP_SECONDS)
-        self.checked = timezone.now()
-        return sanctions.connections_sanctioned(instance=self.instance, since=since)
+        now = timezone.now()
+        found = sanctions.connections_sanctioned(instance=self.instance, since=since)
+        # Only once it answered: a look that failed is made again next beat.
+        self.checked = now
+        return found
 
     async def _enforce(self, found: list[tuple[str, ProtocolError]]) -> None:
         """Bans and kicks this instance missed the layer events of: their
