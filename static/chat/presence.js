@@ -50,10 +50,14 @@ export function removeUser(name) {
   setUsers(users.filter((other) => other !== name));
 }
 
+// One line, short enough for a phone: one name, two, or "several people".
 function renderTypers() {
-  typingLine.textContent = [...typers.keys()]
-    .map((name) => t("typing", { name }))
-    .join(", ");
+  const names = [...typers.keys()];
+  if (names.length === 0) typingLine.textContent = "";
+  else if (names.length === 1) typingLine.textContent = t("typing", { name: names[0] });
+  else if (names.length === 2) {
+    typingLine.textContent = t("typing_two", { first: names[0], second: names[1] });
+  } else typingLine.textContent = t("typing_many");
 }
 
 export function addTyper(name) {

@@ -2,6 +2,7 @@
 What people see on the room page in a real browser, against a real server.
 """
 
+import json
 import re
 import time
 
@@ -481,3 +482,26 @@ def test_a_room_archived_meanwhile_closes_for_good(pages, make_room):
     page.clock.run_for(60000)
     expect(note(page, "you have been disconnected")).to_have_count(1)
     assert len(relay.sockets) == 2
+
+
+def test_the_typing_line_names_one_or_two_typers_then_says_several(pages, make_room):
+    slug = make_room("Typers")
+    page = pages.open(f"/rooms/{slug}/")
+    relay = Relay(page)
+    join(page, "reader")
+    typing = page.locator("#typing")
+
+    def tell(kind, name):
+        relay.sockets[-1].send(json.dumps({"type": kind, "nickname": name}))
+
+    tell("typing", "ann")
+    expect(typing).to_have_text("ann is typing")
+    tell("typing", "ben")
+    expect(typing).to_have_text("ann and ben are typing")
+    tell("typing", "cy")
+    expect(typing).to_have_text("Several people are typing")
+    tell("stop_typing", "ann")
+    expect(typing).to_have_text("ben and cy are typing")
+    tell("stop_typing", "ben")
+    tell("stop_typing", "cy")
+    expect(typing).to_have_text("")
