@@ -189,15 +189,24 @@ async def exchange(sender, text, *readers):
 # Tests --------------------------------------------------------------------------
 
 
+@pytest.fixture
+async def moderated(make_cluster, room, database, clients):
+    """A cluster of two instances, and Mia, a moderator of the room signed in
+    through the admin on the first, in the room there: (cluster, mia)."""
+    cluster = make_cluster()
+    first = cluster.servers[0]
+    cookie = await signed_in_moderator(database, first, room.slug)
+    mia = await clients("Mia", room.slug, first, cookie=cookie)
+    assert mia.of_type("welcome")[0]["you"]["moderator"] is True
+    return cluster, mia
+
+
 async def test_a_ban_on_one_instance_closes_the_visitor_on_the_other_and_holds(
-    make_cluster, room, database, clients
+    moderated, room, database, clients
 ):
     slug = room.slug
-    cluster = make_cluster()
+    cluster, mia = moderated
     a, b = cluster.servers
-    mia_cookie = await signed_in_moderator(database, a, slug)
-    mia = await clients("Mia", slug, a, cookie=mia_cookie)
-    assert mia.of_type("welcome")[0]["you"]["moderator"] is True
     bob = await clients("bob", slug, a)
     carol = await clients("carol", slug, b)
     eve_cookie = await session_cookie(b, slug)
@@ -272,13 +281,11 @@ async def test_a_ban_on_one_instance_closes_the_visitor_on_the_other_and_holds(
 
 
 async def test_a_mute_given_while_redis_is_down_holds_after_it_returns(
-    make_cluster, room, database, clients
+    moderated, room, database, clients
 ):
     slug = room.slug
-    cluster = make_cluster()
+    cluster, mia = moderated
     a, b = cluster.servers
-    mia_cookie = await signed_in_moderator(database, a, slug)
-    mia = await clients("Mia", slug, a, cookie=mia_cookie)
     bob = await clients("bob", slug, a)
     carol = await clients("carol", slug, b)
     eve = await clients("eve", slug, b)
