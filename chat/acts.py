@@ -14,6 +14,7 @@ from .models import Room
 from .protocol import Frame
 from .services import messages, moderation
 from .services.presence import User
+from .visitors import account_of
 
 Act = protocol.Edit | protocol.Delete | protocol.Moderation
 
@@ -26,10 +27,6 @@ class Actor:
     visitor: str
     user: User
     address: str
-
-
-def _user_id(user: User) -> int | None:
-    return user.pk if user is not None and user.is_authenticated else None
 
 
 async def act(actor: Actor, frame: Act) -> Frame | None:
@@ -53,7 +50,7 @@ async def act(actor: Actor, frame: Act) -> Frame | None:
             room_id=room.pk,
             message_id=frame.id,
             visitor=actor.visitor,
-            user_id=_user_id(actor.user),
+            user_id=account_of(actor.user),
             text=frame.text,
         )
         told = protocol.edited_frame(edited, room.slug)

@@ -318,9 +318,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 visitor=self.visitor,
                 text=frame.text,
                 client_id=frame.client_id,
-                user_id=self.user.pk
-                if self.user and self.user.is_authenticated
-                else None,
+                user_id=visitors.account_of(self.user),
                 moderator=self.moderator,
                 joined=self.joined_at,
             )

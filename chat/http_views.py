@@ -34,7 +34,7 @@ from .permissions import is_moderator
 from .protocol import Frame, ProtocolError
 from .services import messages, presence
 from .typing import typing_relay
-from .visitors import visitor_of_request
+from .visitors import account_of, visitor_of_request
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ async def post(
         visitor=ticket.visitor,
         text=frame.text,
         client_id=frame.client_id,
-        user_id=user.pk if user.is_authenticated else None,
+        user_id=account_of(user),
         moderator=moderator,
     )
     return frame_response(message)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
@@ -97,3 +99,9 @@ def visitor_of_request(request: HttpRequest) -> str | None:
 def visitor_key(secret: str) -> str:
     """A stable, non-reversible id for a session key (or a connection's own id)."""
     return hashlib.sha256(f"visitor:{secret}".encode()).hexdigest()[:40]
+
+
+def account_of(user: AbstractBaseUser | AnonymousUser | None) -> int | None:
+    """The id of the signed-in account behind a visitor, or None: what a
+    message's author and a ban are known by besides the visitor."""
+    return user.pk if user is not None and user.is_authenticated else None

@@ -32,6 +32,7 @@ from .. import events, nicknames, protocol, selectors
 from ..models import Member, Message, ModerationRecord, Room, Sanction
 from ..permissions import is_moderator
 from ..protocol import Frame, ProtocolError
+from ..visitors import account_of
 from . import sanctions
 from .messages import message_remove
 from .presence import User
@@ -343,7 +344,7 @@ def message_take_back(
     """
     from .messages import message_delete
 
-    user_id = user.pk if user is not None and user.is_authenticated else None
+    user_id = account_of(user)
     with transaction.atomic():
         message = (
             Message.objects.select_for_update()

@@ -30,6 +30,7 @@ from ..loops import loop_local
 from ..models import Connection, Member, Room
 from ..permissions import is_moderator
 from ..protocol import Frame, ProtocolError
+from ..visitors import account_of
 from . import sanctions
 from .names import registered_name_clash
 from .trips import Trips
@@ -126,7 +127,7 @@ def room_claim(
             _("%(nickname)s is a registered user's name; sign in to use it.")
             % {"nickname": nickname},
         )
-    user_id = user.pk if user is not None and user.is_authenticated else None
+    user_id = account_of(user)
     moderator = is_moderator(user, room_id)
     # Moderators are held to no ban: not even to one of an address they share.
     banned = not moderator and sanctions.join_refusal(
