@@ -114,10 +114,23 @@ function showHeld(entry, frame) {
   entry.element.querySelector(".resend").before(label);
 }
 
+// What grey and strike-through show, said to screen readers too: the log is a
+// live region, so the change is read out.
+function tellState(element, words) {
+  let state = element.querySelector(".state");
+  if (!state) {
+    state = document.createElement("span");
+    state.className = "state visually-hidden";
+    element.append(state);
+  }
+  state.textContent = words;
+}
+
 function markFailed(entry, clientId, reason) {
   clearTimeout(entry.timer);
   entry.element.classList.replace("pending", "failed");
   entry.element.title = reason;
+  tellState(entry.element, t("state_failed", { reason }));
   const again = document.createElement("button");
   again.type = "button";
   again.className = "resend";
@@ -127,6 +140,7 @@ function markFailed(entry, clientId, reason) {
     clearInterval(entry.heldTimer);
     entry.element.querySelector(".held")?.remove();
     entry.element.classList.replace("failed", "pending");
+    tellState(entry.element, t("state_sending"));
     entry.tries = 0;
     pending.set(clientId, entry);
     if (joined()) sendMessage(entry.text, clientId);
@@ -173,6 +187,7 @@ composer.addEventListener("submit", (event) => {
   const clientId = newClientId();
   const element = messageElement({ nickname: myNickname(), text });
   element.classList.add("pending");
+  tellState(element, t("state_sending"));
   append(element, { follow: true });
   pending.set(clientId, { text, element });
   // Away (or rejoining), it waits in `pending` and goes after the next welcome.

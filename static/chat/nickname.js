@@ -20,14 +20,18 @@ function problem(value) {
   return null;
 }
 
+// The prompt is modal: the page behind it is inert until a nickname is
+// chosen, and Escape does not dismiss it (there is nothing to go back to).
+prompt.addEventListener("cancel", (event) => event.preventDefault());
+
 export function ask(message = "") {
-  prompt.hidden = false;
+  if (!prompt.open) prompt.showModal();
   error.textContent = message;
   field.focus();
 }
 
 export function hide() {
-  prompt.hidden = true;
+  if (prompt.open) prompt.close();
 }
 
 export function say(message) {

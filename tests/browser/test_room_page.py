@@ -234,12 +234,15 @@ def test_own_message_is_pending_until_the_server_copy_comes_back(pages, make_roo
     expect(mine).to_have_count(1)
     expect(mine).to_have_class(PENDING)
     expect(mine.locator(".nickname")).to_have_text("pat")
+    # Told to screen readers, not only shown in grey.
+    expect(mine).to_contain_text("first words(sending)")
     expect(page.locator("#message")).to_have_value("")
     wait_for(page, lambda: relay.held, "the server's copy")
     relay.release()
     expect(mine).not_to_have_class(PENDING)
     expect(mine).to_have_count(1)
     expect(mine).to_have_attribute("data-seq", "1")
+    expect(mine).not_to_contain_text("(sending)")
 
     say(page, "second words")
     expect(message(page, "second words")).not_to_have_class(PENDING)
@@ -272,6 +275,7 @@ def test_a_message_refused_for_good_can_be_sent_again(pages, make_room):
     say(page, "x" * 2001)
     refused = page.locator("#log li.message.failed")
     expect(refused).to_have_count(1)
+    expect(refused).to_contain_text("(not sent: ")
     again = refused.get_by_role("button", name="Send again")
     expect(again).to_be_visible()
     again.click()
