@@ -18,6 +18,7 @@ from .hub import Batch, Event, get_hub
 from .languages import scope_language
 from .logs import cause, is_outage
 from .models import Room
+from .partings import get_partings
 from .protocol import Frame, ProtocolError
 from .services import messages, presence, save_queue
 from .typing import typing_refuse, typing_relay
@@ -167,15 +168,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.log("disconnect", code=code)
-        await self.leave_room()
+        # Closed without a leave frame: the person may be back within the grace.
+        await self.leave_room(grace=True)
 
-    async def leave_room(self) -> None:
+    async def leave_room(self, *, grace: bool = False) -> None:
         if self.nickname is None:
             return
         self.nickname = None
         # A join that follows gathers the room's events until its welcome.
         self.backlog = []
         await get_hub().detach(self.joined_room.pk, self)
+        if grace and get_partings().park(self.connection_id):
+            return
         try:
             await presence.aroom_leave(connection_id=self.connection_id)
         # The heartbeat prunes the connection later (chat/liveness.py).

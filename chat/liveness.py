@@ -22,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .logs import cause
+from .partings import get_partings
 from .protocol import ProtocolError
 from .services import instances, presence, sanctions
 from .services.presence import Departure
@@ -57,9 +58,16 @@ def _remove_at_exit(instance: str) -> None:
     Daphne stops without closing its sockets through the application, so no
     consumer leaves its room: take the instance's presence out as the process
     exits, and tell the rooms (best effort; otherwise the other instances' sweep
-    does it after CHAT_INSTANCE_TIMEOUT_SECONDS).
+    does it after CHAT_INSTANCE_TIMEOUT_SECONDS). With a presence grace, the
+    instance lapses after it instead (chat/partings.py).
     """
+    grace = settings.CHAT_PRESENCE_GRACE_SECONDS
     try:
+        if grace > 0:
+            # A deploy or a restart: its people have the grace to come back
+            # on another instance (or this one's successor) unannounced.
+            instances.instance_lapse(instance=instance, after=grace)
+            return
         departures = instances.instance_remove(instance=instance)
         if departures:
             asyncio.run(
@@ -124,12 +132,16 @@ class Liveness:
         # Not in the shared database thread: behind a queue of joins and leaves
         # (hundreds of sockets closing at once) the beat came late, and another
         # instance reaped this live one with all its users.
+        # Read here, in the loop: the steps run in a thread. A socket in its
+        # presence grace is served still (chat/partings.py).
+        serving = [socket.connection_id for socket in self.sockets()]
+        serving += get_partings().connection_ids()
         steps: dict[str, Callable[[], Any]] = {
             "heartbeat": lambda: instances.instance_heartbeat(instance=self.instance),
             "sweep": instances.instances_sweep,
             "prune": lambda: instances.instance_connections_prune(
                 instance=self.instance,
-                serving=[socket.connection_id for socket in self.sockets()],
+                serving=serving,
                 older_than=timezone.now() - timedelta(minutes=1),
             ),
             "sanctions": self._sanctioned,

@@ -436,6 +436,18 @@ if CHAT_INSTANCE_TIMEOUT_SECONDS < 2 * CHAT_HEARTBEAT_SECONDS:
         f"CHAT_HEARTBEAT_SECONDS ({CHAT_HEARTBEAT_SECONDS} s), got "
         f"{CHAT_INSTANCE_TIMEOUT_SECONDS} s."
     )
+# A socket that closes without a leave frame keeps its place in the room this
+# long (chat/partings.py): a reload, a network blip or a deploy brings the
+# person back before the room hears they left. 0 turns the grace off.
+CHAT_PRESENCE_GRACE_SECONDS = _typed("CHAT_PRESENCE_GRACE_SECONDS", env.float, 5.0)
+if not 0 <= CHAT_PRESENCE_GRACE_SECONDS < CHAT_INSTANCE_TIMEOUT_SECONDS:
+    # Past the instance timeout, the sweeps would take a stopped instance's
+    # people out before their grace ran out.
+    raise ImproperlyConfigured(
+        "CHAT_PRESENCE_GRACE_SECONDS must be 0 or more and less than "
+        f"CHAT_INSTANCE_TIMEOUT_SECONDS ({CHAT_INSTANCE_TIMEOUT_SECONDS} s), got "
+        f"{CHAT_PRESENCE_GRACE_SECONDS} s."
+    )
 # The HTTP transport (docs/protocol.md): a participant with no stream and no
 # poll under way stays in the room this long (a long-poll between two polls, a
 # stream a proxy cut); a poll with nothing to say is held this long; a stream

@@ -41,6 +41,13 @@ def _collected_static(tmp_path_factory):
     call_command("collectstatic", interactive=False, verbosity=0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _leaves_told_at_once():
+    """A closed socket leaves its room at once, as tests of leaves expect; the
+    tests of the grace (tests/unit/test_partings.py) set one."""
+    settings.CHAT_PRESENCE_GRACE_SECONDS = 0
+
+
 def asgi_application():
     from chatproject.asgi import application
 

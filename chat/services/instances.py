@@ -8,7 +8,7 @@ chat/liveness.py runs them on a timer and tells the rooms.
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -33,6 +33,15 @@ def instance_heartbeat(*, instance: str) -> bool:
 def instance_remove(*, instance: str) -> list[Departure]:
     """A clean shutdown: the instance's connections leave at once."""
     return _instances_reap(Instance.objects.filter(name=instance))
+
+
+def instance_lapse(*, instance: str, after: float) -> None:
+    """A shutdown with a grace: the instance is taken for dead `after` seconds
+    from now (its connections stay live until then), and the other instances'
+    sweeps take out whoever did not come back to one of them meanwhile."""
+    Instance.objects.filter(name=instance).update(
+        heartbeat=selectors.live_cutoff() + timedelta(seconds=after)
+    )
 
 
 def instances_sweep() -> list[Departure]:

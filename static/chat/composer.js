@@ -46,6 +46,10 @@ export function hide() {
   composer.hidden = true;
 }
 
+export function onChangeNickname(change) {
+  document.getElementById("change-nickname").addEventListener("click", change);
+}
+
 // The server's copy of a message: one of ours replaces its pending line.
 // Returns whether it was ours.
 export function confirm(frame) {

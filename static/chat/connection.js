@@ -86,6 +86,12 @@ export function joinRefused() {
   current = "connected";
 }
 
+// Out of the room at once (no grace: the room hears it), the transport kept
+// open for the next join.
+export function leave() {
+  if (current === "joined" && send({ type: frames.LEAVE })) current = "connected";
+}
+
 // Given up on: closed, and tried again after the backoff.
 export function drop() {
   transport.close();

@@ -68,6 +68,7 @@ function welcome(frame, { quiet = false } = {}) {
   }
   const first = !timeline.started();
   presence.setMyNickname(frame.nickname);
+  nickname.remember(frame.nickname);
   connection.welcomed();
   nickname.hide();
   composer.show({ focus: first || rejoining });
@@ -96,8 +97,10 @@ function error(frame) {
   }
   connection.joinRefused();
   if (errors.nickname.includes(frame.code) || !timeline.started()) {
-    // The socket stays open: the next nickname is tried on it.
-    nickname.ask(frame.message);
+    // The socket stays open: the next nickname is tried on it. A remembered
+    // one refused (someone else holds it now) is forgotten.
+    if (errors.nickname.includes(frame.code)) nickname.remember(null);
+    nickname.ask(frame.message, presence.myNickname());
   } else {
     // A rejoin the server could not serve just now: try again later.
     line(frame.message, "error");
@@ -180,6 +183,15 @@ nickname.onChosen(
   () => connection.state() === "joining",
 );
 
+// Another nickname: out of the room, and the prompt, with the old one to mend.
+composer.onChangeNickname(() => {
+  composer.stopTyping();
+  connection.leave();
+  composer.hide();
+  nickname.remember(null);
+  nickname.ask("", presence.myNickname());
+});
+
 // Kicked, the person may come back: the same nickname, from where they were.
 removed.onRejoin(() => {
   rejoining = true;
@@ -190,8 +202,9 @@ showTransport(connection.transportKind());
 
 if (page.archived) {
   timeline.showArchived();
-} else if (page.nickname) {
-  presence.setMyNickname(page.nickname);
+} else if (page.nickname || nickname.remembered()) {
+  // Signed in, or back in a room joined before: in without the prompt.
+  presence.setMyNickname(page.nickname || nickname.remembered());
   connection.connect();
 } else {
   nickname.ask();

@@ -1,6 +1,8 @@
-// The nickname prompt: what it accepts before asking the server, and showing it.
+// The nickname prompt: what it accepts before asking the server, and showing
+// it; the nickname remembered for each room, so that a reload or a return
+// rejoins without the prompt.
 
-import { limits } from "./config.js";
+import { limits, page } from "./config.js";
 import { t } from "./strings.js";
 
 const prompt = document.getElementById("login");
@@ -24,10 +26,34 @@ function problem(value) {
 // chosen, and Escape does not dismiss it (there is nothing to go back to).
 prompt.addEventListener("cancel", (event) => event.preventDefault());
 
-export function ask(message = "") {
+// In this browser's storage, one per room: the visitor is this browser too
+// (its session cookie), so a nickname it held is one it may hold again.
+const storageKey = `chat-nickname:${page.room}`;
+
+export function remembered() {
+  try {
+    return localStorage.getItem(storageKey);
+  } catch {
+    return null; // storage refused (a private window, a policy): asked each time
+  }
+}
+
+export function remember(name) {
+  try {
+    if (name === null) localStorage.removeItem(storageKey);
+    else localStorage.setItem(storageKey, name);
+  } catch {
+    // Not kept: the prompt comes back next time.
+  }
+}
+
+// `value` fills the field: the nickname the server just refused, to mend.
+export function ask(message = "", value = null) {
+  if (value !== null) field.value = value;
   if (!prompt.open) prompt.showModal();
   error.textContent = message;
   field.focus();
+  field.select();
 }
 
 export function hide() {

@@ -63,6 +63,8 @@ def server(database, tmp_path_factory, _collected_static):
             "",
             CHAT_WEBSOCKET_RETRY_SECONDS=2,
             CHAT_HTTP_GRACE_SECONDS=3,
+            # A reload comes back within 2 s (tests/browser/test_returning.py).
+            CHAT_PRESENCE_GRACE_SECONDS=2,
             **static_env(),
         ),
     )

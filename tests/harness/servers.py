@@ -133,6 +133,8 @@ def server_env(database: HasEnv, redis_url: str, **extra: object) -> dict[str, s
             "REDIS_URL": redis_url,
             "CHAT_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
             "CHAT_INSTANCE_TIMEOUT_SECONDS": str(INSTANCE_TIMEOUT_SECONDS),
+            # Leaves told at once, unless a test of the grace asks for one.
+            "CHAT_PRESENCE_GRACE_SECONDS": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
