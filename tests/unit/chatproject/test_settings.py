@@ -62,6 +62,10 @@ def refused(**variables):
         ("DATABASE_URL", "nonsense", "postgres://user:password@host:5432/name"),
         ("DEBUG", "maybe", "DEBUG='maybe'"),
         ("SECURE_SSL_REDIRECT", "fasle", "SECURE_SSL_REDIRECT='fasle'"),
+        ("CHAT_PRESENCE_GRACE_SECONDS", "-1", "must be 0 or more"),
+        # Past the instance timeout (30 s): the sweeps would cut the grace.
+        ("CHAT_PRESENCE_GRACE_SECONDS", "45", "less than CHAT_INSTANCE_TIMEOUT"),
+        ("CHAT_PRESENCE_GRACE_SECONDS", "soon", "CHAT_PRESENCE_GRACE_SECONDS='soon'"),
     ],
 )
 def test_bad_value_is_refused_naming_the_variable(variable, value, says):
