@@ -3,7 +3,7 @@
 
 import { errors, frames } from "./config.js";
 import { send, state } from "./connection.js";
-import { append, messageElement } from "./log.js";
+import { append, messageElement, removeMessage } from "./log.js";
 import { myNickname } from "./presence.js";
 import { duration, t } from "./strings.js";
 
@@ -56,7 +56,7 @@ export function confirm(frame) {
   const mine = frame.client_id && pending.get(frame.client_id);
   if (!mine) return false;
   pending.delete(frame.client_id);
-  mine.element.remove();
+  removeMessage(mine.element);
   return true;
 }
 

@@ -15,6 +15,7 @@
 //                  delete, mute, kick and ban, and the dialog for them
 //   removed.js     the page of someone kicked (a way back in) or banned
 //   room.js        the room's name, topic and rules as the server tells them
+//   title.js       the tab's title: the room's name, unread while hidden
 //   presence.js    own nickname, the online list and count, who is typing
 //   nickname.js    the nickname prompt
 

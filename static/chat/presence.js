@@ -7,12 +7,15 @@ import { t, tn } from "./strings.js";
 // Just over a typist's repeat (composer.js) and the server's coalescing delay
 // of up to 250 ms: a typing shown after its stop was lost clears within 4 s.
 const TYPING_EXPIRE_MS = 4000;
+// The typing line's fade (style.css): its last words stay while it fades out.
+const TYPING_FADE_MS = 200;
 
 const typingLine = document.getElementById("typing");
 
 let me = null;
 let users = [];
 const typers = new Map(); // nickname -> timer that forgets them
+let fadeTimer = null;
 
 export function myNickname() {
   return me;
@@ -53,8 +56,13 @@ export function removeUser(name) {
 // One line, short enough for a phone: one name, two, or "several people".
 function renderTypers() {
   const names = [...typers.keys()];
-  if (names.length === 0) typingLine.textContent = "";
-  else if (names.length === 1) typingLine.textContent = t("typing", { name: names[0] });
+  clearTimeout(fadeTimer);
+  typingLine.classList.toggle("shown", names.length > 0);
+  if (names.length === 0) {
+    fadeTimer = setTimeout(() => {
+      typingLine.textContent = "";
+    }, TYPING_FADE_MS);
+  } else if (names.length === 1) typingLine.textContent = t("typing", { name: names[0] });
   else if (names.length === 2) {
     typingLine.textContent = t("typing_two", { first: names[0], second: names[1] });
   } else typingLine.textContent = t("typing_many");

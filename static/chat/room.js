@@ -3,6 +3,7 @@
 // title, its topic, and the rules its posting keeps.
 
 import { duration, t } from "./strings.js";
+import { setName } from "./title.js";
 
 const heading = document.getElementById("room-name");
 const topic = document.getElementById("room-topic");
@@ -10,7 +11,7 @@ const rules = document.getElementById("room-rules");
 
 export function show(details) {
   heading.textContent = details.name;
-  document.title = details.name;
+  setName(details.name);
   topic.textContent = details.topic;
   topic.hidden = !details.topic;
   const said = [];

@@ -4,10 +4,19 @@
 import { limits, urls } from "./config.js";
 import * as composer from "./composer.js";
 import { state } from "./connection.js";
-import { append, line, log, messageElement, showDeleted, showText } from "./log.js";
+import {
+  append,
+  arrange,
+  line,
+  log,
+  messageElement,
+  showDeleted,
+  showText,
+} from "./log.js";
 import { equip } from "./moderation.js";
 import { removeTyper } from "./presence.js";
 import { t } from "./strings.js";
+import { arrived } from "./title.js";
 
 const GAP_WAIT_MS = 300;
 const GAP_RETRY_MS = 2000;
@@ -19,6 +28,9 @@ let oldest = null; // seq of the oldest message shown, for "load older"
 const early = new Map(); // seq -> message frame that came before its turn
 let gapTimer = null;
 let gapFetching = false;
+// The author id of the page's own messages (the welcome's `you`), sent from
+// here or from another tab: not news to the reader.
+let ownAuthor = null;
 
 // Whether a welcome has placed the page in the room's seqs: the page has been
 // in the room before.
@@ -41,11 +53,14 @@ function shown(id) {
   return log.querySelector(`li.message[data-id="${Number(id)}"]`);
 }
 
-function showMessage(frame) {
+// `news`: said since the page came in (not its first page of history), so
+// counted in the title of a hidden tab.
+function showMessage(frame, { news = true } = {}) {
   const mine = composer.confirm(frame);
   append(render(frame), { follow: mine });
   if (oldest === null || frame.seq < oldest) oldest = frame.seq;
   removeTyper(frame.nickname);
+  if (news && !mine && frame.author !== ownAuthor) arrived();
 }
 
 // A live one that comes before its turn waits for those before it; a gap that
@@ -65,11 +80,11 @@ export function receive(frame) {
 
 // A page read from the database (a welcome's history, a gap fill) is complete
 // for the seqs from cursor to `through`: a seq missing from it was deleted.
-function acceptRange(messages, through) {
+function acceptRange(messages, through, { news = true } = {}) {
   for (const frame of messages) {
     if (frame.seq > cursor) {
       early.delete(frame.seq);
-      showMessage(frame);
+      showMessage(frame, { news });
       cursor = frame.seq;
     }
   }
@@ -88,6 +103,8 @@ function drainEarly() {
 }
 
 export function welcome(frame) {
+  ownAuthor = frame.you?.author ?? null;
+  const first = cursor === null;
   if (cursor !== null && frame.last_seq < cursor) {
     // The room was made anew under the same name: its seqs start over.
     cursor = frame.last_seq;
@@ -100,7 +117,7 @@ export function welcome(frame) {
     loadOlderButton.hidden = !first || first.seq <= 1;
   }
   // The past (or what was missed while away) first, then the present.
-  acceptRange(frame.history, frame.last_seq);
+  acceptRange(frame.history, frame.last_seq, { news: !first });
   // More was missed than one frame holds: the rest comes over HTTP.
   if (frame.has_more) scheduleGapFill(0);
 }
@@ -178,9 +195,12 @@ async function loadOlder() {
     // Older lines go above the first message; the reader's view stays put.
     const first = log.querySelector("li.message");
     const fromBottom = log.scrollHeight - log.scrollTop;
-    const older = document.createDocumentFragment();
-    older.append(...page.messages.map(render));
-    log.insertBefore(older, first);
+    const older = page.messages.map(render);
+    const batch = document.createDocumentFragment();
+    batch.append(...older);
+    log.insertBefore(batch, first);
+    // Their days' lines and groups count in the height the view keeps.
+    arrange(older);
     log.scrollTop = log.scrollHeight - fromBottom;
     if (page.messages.length) oldest = page.messages[0].seq;
     loadOlderButton.hidden = !page.has_more;
@@ -198,7 +218,9 @@ loadOlderButton.addEventListener("click", loadOlder);
 export async function showArchived() {
   try {
     const page = await fetchHistory({ limit: limits.history_page });
-    log.append(...page.messages.map(messageElement));
+    const messages = page.messages.map(messageElement);
+    log.append(...messages);
+    arrange(messages);
     if (page.messages.length) oldest = page.messages[0].seq;
     loadOlderButton.hidden = !page.has_more;
   } catch (err) {
