@@ -158,6 +158,7 @@ connection.listen({
     if (final) {
       composer.hide();
       nickname.hide();
+      presence.clear();
       // Said by the error frame before the close, or by the close code alone
       // (when the server could not send the frame before it).
       const said = farewell ?? {};

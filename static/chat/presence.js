@@ -45,6 +45,14 @@ export function setUsers(next) {
   document.getElementById("count").textContent = String(users.length);
 }
 
+// Out of the room for good (archived, kicked, banned): no one is shown
+// online, as on an archived room's page.
+export function clear() {
+  clearTypers();
+  setUsers([]);
+  document.getElementById("users").closest(".people").hidden = true;
+}
+
 export function addUser(name) {
   setUsers([...users, name]);
 }

@@ -483,6 +483,9 @@ def test_a_room_archived_meanwhile_closes_for_good(pages, make_room):
     relay.sockets[-1].close(code=4410, reason="")
     expect(note(page, archived)).to_have_count(1)
     expect(page.locator("#composer")).to_be_hidden()
+    # No one is online in an archived room.
+    expect(page.locator("#users li")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Online")).to_be_hidden()
     page.clock.run_for(60000)
     expect(note(page, "you have been disconnected")).to_have_count(1)
     assert len(relay.sockets) == 2
