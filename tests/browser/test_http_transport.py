@@ -155,7 +155,9 @@ def test_tabs_of_one_visitor_share_one_stream(pages, make_room):
     )
     join(first, "tabby")
     second = pages.open_in(context, f"/rooms/{slug}/", script=NO_WEBSOCKET)
-    join(second, "tabby")
+    # The visitor's nickname for the room is remembered: in without the prompt.
+    expect(second.locator("#composer")).to_be_visible()
+    expect(second.locator("#users li")).to_have_text(["tabby"])
 
     bob = pages.open(f"/rooms/{slug}/")
     join(bob, "bob")

@@ -265,6 +265,13 @@ def test_a_moderator_mutes_kicks_and_bans(pages, make_room, database):
     expect(note(mod, "mallory left")).to_have_count(1)
     sockets = []
     mallory.on("websocket", lambda ws: sockets.append(ws))
+    # Back under the remembered nickname: still banned.
+    mallory.reload()
+    shows_banned(mallory)
+    wait_for(mallory, lambda: len(sockets) == 1, "the remembered nickname's join")
+    # Under another nickname: banned all the same.
+    mallory.evaluate("localStorage.clear()")
+    sockets.clear()
     mallory.reload()
     field = mallory.locator("#nickname")
     expect(field).to_be_focused()
