@@ -76,3 +76,17 @@ def test_the_switcher_changes_the_language_and_keeps_it(pages, make_room):
     expect(page.locator("#users li")).to_have_text(["Ann"])
     page.goto(page.url.replace(f"/rooms/{slug}/", "/"))
     expect(page.locator("html")).to_have_attribute("lang", "sv")
+
+
+@pytest.mark.parametrize(
+    ("locale", "lang", "log_in"),
+    [
+        ("fr-FR", "fr", "Connexion"),
+        ("sv-SE", "sv", "Logga in"),
+        ("ko-KR", "ko", "로그인"),
+    ],
+)
+def test_the_admin_speaks_the_same_language(pages, locale, lang, log_in):
+    page = pages.open("/admin/login/", locale=locale)
+    expect(page.locator("html")).to_have_attribute("lang", lang)
+    expect(page.locator("input[type=submit]")).to_have_value(log_in)
