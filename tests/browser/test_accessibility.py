@@ -36,7 +36,9 @@ def violations(page, axe_source):
         """async () => (await axe.run(document, {resultTypes: ["violations"]}))
             .violations
             .filter((v) => v.impact === "serious" || v.impact === "critical")
-            .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ") + " " + n.failureSummary).join(", ")}`)"""
+            .map((v) => `${v.id}: ` + v.nodes
+                .map((n) => `${n.target.join(" ")} ${n.failureSummary}`)
+                .join(", "))"""
     )
     return found
 
