@@ -65,7 +65,7 @@ export function removeUser(name) {
 function renderTypers() {
   const names = [...typers.keys()];
   clearTimeout(fadeTimer);
-  typingLine.classList.toggle("shown", names.length > 0);
+  typingLine.classList.toggle("shown", names.length !== 0);
   if (names.length === 0) {
     fadeTimer = setTimeout(() => {
       typingLine.textContent = "";
