@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from . import acts, admission, limits, protocol, selectors, transport, visitors
+from . import acts, admission, limits, metrics, protocol, selectors, transport, visitors
 from .addresses import scope_address
 from .hub import Batch, Event, get_hub
 from .languages import scope_language
@@ -175,6 +175,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.nickname is None:
             return
         self.nickname = None
+        metrics.CONNECTIONS.labels("websocket").dec()
         # A join that follows gathers the room's events until its welcome.
         self.backlog = []
         await get_hub().detach(self.joined_room.pk, self)
@@ -214,6 +215,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 _("The server could not handle that just now; try again."),
             )
         exc.client_id = exc.client_id or client_id or None
+        metrics.REFUSALS.labels(exc.code).inc()
         await self.send_frame(exc.frame())
         close = REFUSALS_THAT_CLOSE.get(exc.code)
         if close is not None and self.closing is None:
@@ -260,6 +262,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise
         # From here on the connection is recorded: disconnect() takes it out.
         self.nickname = joined.nickname
+        metrics.JOINS.labels("websocket").inc()
+        metrics.CONNECTIONS.labels("websocket").inc()
         self.moderator = joined.moderator
         self.joined_at = joined_at
         self.floor = welcome["last_seq"]

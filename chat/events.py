@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import logging
 import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,7 +19,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import drops
+from . import drops, metrics
 from .logs import cause
 from .loops import loop_local
 from .protocol import Frame
@@ -137,6 +138,9 @@ async def room_send(
         "frames": list(frames),
         "exclude": exclude,
         "close": close,
+        # When it was sent, for the fan-out lag the receiving hubs measure
+        # (chat/metrics.py); the instances' clocks are the same to NTP's error.
+        "at": time.time(),
     }
     if excludes is not None:
         event["excludes"] = list(excludes)
@@ -145,6 +149,7 @@ async def room_send(
     try:
         await asyncio.wait_for(_group_send(room_id, event), SEND_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - any layer failure is survivable
+        metrics.LAYER_SEND_FAILURES.inc()
         drops.dropped(
             "layer_send_failed",
             drops.kind_of(frames),

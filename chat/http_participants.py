@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core import signing
 from django.utils.translation import gettext as _
 
-from . import protocol
+from . import metrics, protocol
 from .hub import Batch, Event, get_hub
 from .logs import cause, is_outage
 from .loops import loop_local
@@ -176,6 +176,10 @@ class HttpParticipant:
                     self.attached = False
                     await hub.detach(self.room.pk, self)
                 raise
+            if not self.joined:
+                # A stream or poll that resumes is welcomed again: no new join.
+                metrics.JOINS.labels("http").inc()
+                metrics.CONNECTIONS.labels("http").inc()
             self.joined = True
             self.stale = False
             self.ticket = replace(self.ticket, nickname=welcome["nickname"])
@@ -417,6 +421,8 @@ class HttpParticipant:
         if self.gone:
             return
         self.gone = True
+        if self.joined:
+            metrics.CONNECTIONS.labels("http").dec()
         self.wake.set()
         if self.expiry is not None:
             self.expiry.cancel()

@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from django.views import csrf
 from django.views.decorators.http import require_POST
 
-from . import acts, admission, protocol, selectors
+from . import acts, admission, metrics, protocol, selectors
 from .addresses import request_address
 from .http_participants import Ticket, get_participants, participant_for, ticket_read
 from .hub import get_hub
@@ -52,6 +52,7 @@ def frame_response(frame: Frame, status: int = 200) -> HttpResponse:
 def refusal_response(exc: ProtocolError) -> HttpResponse:
     """An error frame, with the status its code has (protocol.HTTP_STATUS)."""
     status, headers = protocol.http_refusal(exc.code, exc.retry_after)
+    metrics.REFUSALS.labels(exc.code).inc()
     response = frame_response(exc.frame(), status)
     for name, value in headers.items():
         response[name] = value

@@ -21,12 +21,13 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import counters, drops, events, protocol
+from . import counters, drops, events, metrics, protocol
 from .liveness import Liveness
 from .logs import cause
 from .loops import loop_local
@@ -200,6 +201,9 @@ class Hub:
         self.subscriptions: dict[int, asyncio.Future[None]] = {}
         self.pending: dict[int, list[Event]] = {}
         self.pending_count = 0
+        # When the oldest pending event of each room was sent (its layer
+        # event's "at"): its fan-out lag is measured once its batch went out.
+        self.pending_since: dict[int, float] = {}
         # How many of the pending events are typing signals (EXPENDABLE).
         self.pending_expendable = 0
         self._wake = asyncio.Event()
@@ -335,6 +339,10 @@ class Hub:
             self.pending.setdefault(room_id, []).extend(room_events)
             self.pending_count += len(room_events)
             self.pending_expendable += sum(e.expendable for e in room_events)
+            metrics.HUB_PENDING.set(self.pending_count)
+            sent_at = event.get("at")
+            if isinstance(sent_at, int | float):
+                self.pending_since.setdefault(room_id, sent_at)
             self._wake.set()
 
     def _drop_typing(self, lot: list[Event], lost: collections.Counter[str]) -> bool:
@@ -369,8 +377,11 @@ class Hub:
             await self._wake.wait()
             self._wake.clear()
             pending, self.pending = self.pending, {}
+            since, self.pending_since = self.pending_since, {}
             self.pending_count = 0
             self.pending_expendable = 0
+            metrics.HUB_PENDING.set(0)
+            delivered = 0
             for room_id, room_events in pending.items():
                 try:
                     batch = Batch(room_events)
@@ -385,6 +396,14 @@ class Hub:
                     except Exception:
                         counters.add(drops.counter_name("hub_deliver_failed", "event"))
                         logger.exception("hub_deliver_failed room=%s", room_id)
+                    else:
+                        delivered += len(batch.events)
+                if room_id in since:
+                    lag = max(0.0, time.time() - since[room_id])
+                    metrics.FANOUT_LAG_SECONDS.observe(lag)
+            # Once per round, not per socket: a metric's lock per write would
+            # cost as much as the write (chat/metrics.py).
+            metrics.DELIVERIES.inc(delivered)
             await asyncio.sleep(FLUSH_SECONDS)
 
     async def _refresh_groups(self) -> None:

@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from . import metrics
 from .logs import cause
 from .partings import get_partings
 from .protocol import ProtocolError
@@ -159,6 +160,8 @@ class Liveness:
                     name,
                     cause(exc),
                 )
+        if "heartbeat" in results:
+            metrics.HEARTBEATS.inc()
         if results.get("sanctions"):
             self._background(self._enforce(results["sanctions"]))
         departures = results.get("sweep", []) + results.get("prune", [])

@@ -448,6 +448,9 @@ if not 0 <= CHAT_PRESENCE_GRACE_SECONDS < CHAT_INSTANCE_TIMEOUT_SECONDS:
         f"CHAT_INSTANCE_TIMEOUT_SECONDS ({CHAT_INSTANCE_TIMEOUT_SECONDS} s), got "
         f"{CHAT_PRESENCE_GRACE_SECONDS} s."
     )
+# /metrics (chat/metrics_endpoint.py) answers only requests bearing this token;
+# unset, it does not exist.
+CHAT_METRICS_TOKEN = env.str("CHAT_METRICS_TOKEN", default="")
 # The HTTP transport (docs/protocol.md): a participant with no stream and no
 # poll under way stays in the room this long (a long-poll between two polls, a
 # stream a proxy cut); a poll with nothing to say is held this long; a stream

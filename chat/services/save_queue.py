@@ -14,6 +14,7 @@ the lots of rooms that wait at the same time go there together, in one trip
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from typing import NotRequired, TypedDict
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from .. import events, protocol
+from .. import events, metrics, protocol
 from ..loops import loop_local
 from ..models import Message, Room
 from ..protocol import Frame, ProtocolError
@@ -126,6 +127,7 @@ class SaveQueue:
         self, lot: list[tuple[Draft, asyncio.Future[Answer]]]
     ) -> list[Answer | Exception]:
         """Each sender's answer: (frame, created), or why it was not saved."""
+        started = time.monotonic()
         try:
             results = await _save_trips().request(
                 RoomLot(
@@ -137,12 +139,15 @@ class SaveQueue:
             )
         except Exception as exc:  # noqa: BLE001 - each sender gets the failure
             results = [exc] * len(lot)
+        metrics.SAVE_SECONDS.observe(time.monotonic() - started)
         answers: list[Answer | Exception] = []
         for result in results:
             if isinstance(result, Exception):
                 answers.append(result)
             else:
                 message, created = result
+                if created:
+                    metrics.MESSAGES_SAVED.inc()
                 frame = protocol.message_frame(message, self.room.slug)
                 answers.append((frame, created))
         return answers
