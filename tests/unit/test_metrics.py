@@ -1,6 +1,10 @@
 """The operator's figures (chat/metrics.py) move as people chat, read through
 /metrics (chat/metrics_endpoint.py)."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.test import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,3 +85,28 @@ async def test_the_figures_need_the_token(token, authorization):
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert b"chat_" not in response.content
+
+
+def test_several_processes_are_summed_in_multiprocess_mode(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    count = "from chat import metrics; metrics.MESSAGES_SAVED.inc({n})"
+    for n in (2, 3):
+        subprocess.run([sys.executable, "-c", count.format(n=n)], env=env, check=True)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from chat import metrics; print(metrics.exposition()[0].decode())",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    saved = [
+        sample.value
+        for family in text_string_to_metric_families(shown)
+        for sample in family.samples
+        if sample.name == "chat_messages_saved_total"
+    ]
+    assert saved == [5]
