@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from django.contrib.auth.hashers import make_password
 from playwright.sync_api import expect
 
 from tests.harness.database import shared_database
@@ -93,6 +94,29 @@ def browser(chromium):
         )
         yield browser
         browser.close()
+
+
+# The password of every account add_staff makes.
+STAFF_PASSWORD = "browser-staff-check-password-1"
+
+
+def add_staff(database, username, *, superuser=False):
+    """A staff account (a superuser if asked) with STAFF_PASSWORD."""
+    now = time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime())
+    database.query(
+        "INSERT INTO auth_user (password, is_superuser, username, first_name, "
+        "last_name, email, is_staff, is_active, date_joined) "
+        "VALUES (%s, %s, %s, '', '', '', %s, %s, %s)",
+        (make_password(STAFF_PASSWORD), superuser, username, True, True, now),
+    )
+
+
+def sign_in(page, username):
+    """Through the admin's login form, as a person does: on its index after."""
+    page.locator("#id_username").fill(username)
+    page.locator("#id_password").fill(STAFF_PASSWORD)
+    page.locator("input[type=submit]").click()
+    expect(page.locator("#site-name")).to_be_visible()
 
 
 def write_messages(database, slug, texts_by_seq, nickname="old"):

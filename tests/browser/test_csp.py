@@ -6,15 +6,13 @@ reports no violation, the chat's WebSocket and the admin included.
 import time
 
 import pytest
-from django.contrib.auth.hashers import make_password
 from playwright.sync_api import expect
 
-from .conftest import WAIT_MS
+from .conftest import WAIT_MS, add_staff, sign_in
 from .test_room_page import join, message, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
-PASSWORD = "csp-check-password-1"
 # Collected in the page before any of its own scripts run.
 LISTEN = """
 window.__violations = [];
@@ -92,25 +90,12 @@ def test_the_chat_pages_run_under_the_policy(watched, make_room):
     assert watched.console == []
 
 
-def add_superuser(database, username):
-    now = time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime())
-    database.query(
-        "INSERT INTO auth_user (password, is_superuser, username, first_name, "
-        "last_name, email, is_staff, is_active, date_joined) "
-        "VALUES (%s, %s, %s, '', '', '', %s, %s, %s)",
-        (make_password(PASSWORD), True, username, True, True, now),
-    )
-
-
 def test_the_admin_runs_under_the_policy(watched, database):
     username = f"csp-{time.monotonic_ns()}"
-    add_superuser(database, username)
+    add_staff(database, username, superuser=True)
 
     page = watched.open("/admin/login/?next=/admin/")
-    page.locator("#id_username").fill(username)
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("input[type=submit]").click()
-    expect(page.locator("#site-name")).to_be_visible()
+    sign_in(page, username)
     for path in ("/admin/chat/room/", "/admin/chat/room/add/", "/admin/chat/message/"):
         page.goto(f"{watched.server.http}{path}")
         expect(page.locator("#content")).to_be_visible()

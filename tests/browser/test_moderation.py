@@ -7,19 +7,17 @@ kicks and bans. Over both transports: some visitors here have no WebSocket.
 
 import json
 import re
-import time
 import uuid
 
 import pytest
-from django.contrib.auth.hashers import make_password
 from playwright.sync_api import expect
 
+from .conftest import add_staff, sign_in
 from .test_http_transport import NO_WEBSOCKET
 from .test_room_page import Relay, join, message, note, say, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
-PASSWORD = "moderation-check-password-1"
 DELETED = "message deleted"
 
 
@@ -27,13 +25,7 @@ def add_moderator(database, slug):
     """A staff user (no superuser) named among the room's moderators; their
     username, which is their nickname on the room page."""
     username = f"mia{uuid.uuid4().hex[:6]}"
-    now = time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime())
-    database.query(
-        "INSERT INTO auth_user (password, is_superuser, username, first_name, "
-        "last_name, email, is_staff, is_active, date_joined) "
-        "VALUES (%s, %s, %s, '', '', '', %s, %s, %s)",
-        (make_password(PASSWORD), False, username, True, True, now),
-    )
+    add_staff(database, username)
     database.query(
         "INSERT INTO chat_room_moderators (room_id, user_id) VALUES "
         "((SELECT id FROM chat_room WHERE slug = %s), "
@@ -48,10 +40,7 @@ def moderator_page(pages, database, slug):
     room: a signed-in user's page joins under their username without asking."""
     username = add_moderator(database, slug)
     page = pages.open("/admin/login/?next=/admin/")
-    page.locator("#id_username").fill(username)
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("input[type=submit]").click()
-    expect(page.locator("#site-name")).to_be_visible()
+    sign_in(page, username)
     page.goto(f"{pages.server.http}/rooms/{slug}/")
     expect(page.locator("#composer")).to_be_visible()
     return page

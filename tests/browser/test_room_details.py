@@ -1,35 +1,23 @@
 """A room changed in the admin, seen on a page open in it: the new name, topic
 and title at once, and an archived room's page closed with no one online."""
 
-import time
 import uuid
 
 import pytest
-from django.contrib.auth.hashers import make_password
 from playwright.sync_api import expect
 
+from .conftest import add_staff, sign_in
 from .test_room_page import join, note
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
-
-PASSWORD = "room-details-check-password-1"
 
 
 def admin_page(pages, database):
     """A superuser signed in to the admin."""
     username = f"ada{uuid.uuid4().hex[:6]}"
-    now = time.strftime("%Y-%m-%d %H:%M:%S+00:00", time.gmtime())
-    database.query(
-        "INSERT INTO auth_user (password, is_superuser, username, first_name, "
-        "last_name, email, is_staff, is_active, date_joined) "
-        "VALUES (%s, %s, %s, '', '', '', %s, %s, %s)",
-        (make_password(PASSWORD), True, username, True, True, now),
-    )
+    add_staff(database, username, superuser=True)
     page = pages.open("/admin/login/?next=/admin/")
-    page.locator("#id_username").fill(username)
-    page.locator("#id_password").fill(PASSWORD)
-    page.locator("input[type=submit]").click()
-    expect(page.locator("#site-name")).to_be_visible()
+    sign_in(page, username)
     return page
 
 
