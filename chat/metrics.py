@@ -11,6 +11,7 @@ that folder and exposition() sums them; without it, the figures are this
 process's. Served at /metrics behind CHAT_METRICS_TOKEN (chat/views.py).
 """
 
+import atexit
 import os
 
 from prometheus_client import (
@@ -55,6 +56,12 @@ HUB_PENDING = Gauge(
     multiprocess_mode="livesum",
 )
 HEARTBEATS = Counter("chat_instance_heartbeats", "Heartbeats this instance wrote.")
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # A stopped process's gauges (its connections, its pending events) leave
+    # the sum with it; its counters stay counted.
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
 
 
 def exposition() -> tuple[bytes, str]:

@@ -89,7 +89,10 @@ async def test_the_figures_need_the_token(token, authorization):
 
 def test_several_processes_are_summed_in_multiprocess_mode(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    count = "from chat import metrics; metrics.MESSAGES_SAVED.inc({n})"
+    count = (
+        "from chat import metrics; metrics.MESSAGES_SAVED.inc({n}); "
+        "metrics.CONNECTIONS.labels('websocket').inc({n})"
+    )
     for n in (2, 3):
         subprocess.run([sys.executable, "-c", count.format(n=n)], env=env, check=True)
     shown = subprocess.run(
@@ -103,10 +106,11 @@ def test_several_processes_are_summed_in_multiprocess_mode(tmp_path):
         capture_output=True,
         text=True,
     ).stdout
-    saved = [
-        sample.value
+    samples = [
+        (sample.name, sample.value)
         for family in text_string_to_metric_families(shown)
         for sample in family.samples
-        if sample.name == "chat_messages_saved_total"
     ]
-    assert saved == [5]
+    assert ("chat_messages_saved_total", 5) in samples
+    # Both processes have stopped: no connection of theirs is counted.
+    assert not [value for name, value in samples if name == "chat_connections"]
