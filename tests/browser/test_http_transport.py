@@ -177,3 +177,23 @@ def test_tabs_of_one_visitor_share_one_stream(pages, make_room):
     say(bob, "after the first tab")
     expect(message(second, "after the first tab")).to_have_count(1)
     expect(note(bob, "tabby left")).to_have_count(0)
+
+
+def test_a_nickname_changes_over_http_too(pages, make_room):
+    slug = make_room("Rename over HTTP")
+    page = pages.open(f"/rooms/{slug}/", script=NO_WEBSOCKET)
+    join(page, "tabby")
+    expect(transport(page)).to_have_attribute("data-transport", "stream")
+    watcher = pages.open(f"/rooms/{slug}/")
+    join(watcher, "watcher")
+
+    page.get_by_role("button", name="Change nickname").click()
+    field = page.get_by_role("textbox", name="What's your nickname?")
+    expect(field).to_have_value("tabby")
+    field.fill("tabitha")
+    field.press("Enter")
+    expect(page.locator("#composer")).to_be_visible()
+    expect(note(watcher, "tabby left")).to_have_count(1)
+    expect(note(watcher, "tabitha joined")).to_have_count(1)
+    say(page, "renamed")
+    expect(message(watcher, "renamed").locator(".nickname")).to_have_text("tabitha")
