@@ -12,7 +12,17 @@ from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from . import acts, admission, limits, metrics, protocol, selectors, transport, visitors
+from . import (
+    acts,
+    admission,
+    draining,
+    limits,
+    metrics,
+    protocol,
+    selectors,
+    transport,
+    visitors,
+)
 from .addresses import scope_address
 from .hub import Batch, Event, get_hub
 from .languages import scope_language
@@ -101,6 +111,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # joining at once over two instances (bench/joins.py) had 3-298 of
         # them closed that way and trying again.
         await self.accept()
+        if draining.active():
+            await self.refuse(
+                protocol.UNAVAILABLE,
+                _("This server is restarting; reconnecting elsewhere."),
+                protocol.CLOSE_REJOIN,
+            )
+            return
         # Before any database work: a flood of connects is refused cheaply.
         if not await self.admitted():
             await self.refuse(
@@ -449,6 +466,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         found it): told, and closed."""
         if self.closing is None and self.nickname is not None:
             await self.refuse_frame(refusal, None)
+
+    async def restart(self) -> None:
+        """This server is stopping (chat/draining.py): closed with the code
+        that says to reconnect, to an instance that is up."""
+        if self.closing is None:
+            self.close_soon(protocol.CLOSE_REJOIN)
+        if self.closing is not None:
+            await self.closing
 
     async def drop_slow_reader(self) -> None:
         """Close a socket that stopped reading; it catches up when it reconnects."""

@@ -312,6 +312,11 @@ class HttpParticipant:
         self.wake.set()
         self.leave_soon()
 
+    async def restart(self) -> None:
+        """This server is stopping (chat/draining.py): nothing to say first.
+        The stream ends with the process, and the page's next request goes
+        to an instance that is up."""
+
     # Streams and polls -------------------------------------------------------
 
     @contextlib.contextmanager

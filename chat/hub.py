@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import counters, drops, events, metrics, protocol
+from . import counters, draining, drops, events, metrics, protocol
 from .liveness import Liveness
 from .logs import cause
 from .loops import loop_local
@@ -191,6 +191,8 @@ class Listener(Protocol):
 
     async def sanctioned(self, refusal: ProtocolError) -> None: ...
 
+    async def restart(self) -> None: ...
+
 
 class Hub:
     def __init__(self) -> None:
@@ -224,6 +226,7 @@ class Hub:
                 return
             # Before the first socket joins: its connection names this instance.
             await self.liveness.start()
+            draining.install(self.sockets)
             self.channel = await self.layer.new_channel(prefix="hub")
             self._tasks = [
                 asyncio.create_task(self._read(), name="hub-read"),

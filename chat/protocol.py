@@ -195,7 +195,8 @@ CLOSE_ROOM_ARCHIVED = 4410
 # with last_seq catches it up.
 CLOSE_TOO_SLOW = 4408
 # The server could not keep this socket in its room (its instance was taken for
-# dead and could not restore it): reconnect and join again with last_seq.
+# dead and could not restore it), or it is restarting (chat/draining.py):
+# reconnect and join again with last_seq.
 CLOSE_REJOIN = 1012
 # Refused for now (too many joins from the address or visitor, or a server
 # process full, after `server_full`): reconnect after the usual backoff.

@@ -251,6 +251,11 @@ def queue_admits(*, visitor: str) -> bool:
     )
 
 
+def saves_waiting() -> int:
+    """How many messages this process accepted and has not answered yet."""
+    return _saves_waiting
+
+
 async def aqueue_post(
     *, room: Room, draft: Draft, save: SaveLot, rules: RulesRead | None = None
 ) -> Answer:
