@@ -1,6 +1,7 @@
 """The page's themes and its nicknames' colours, in a real browser."""
 
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -68,3 +69,24 @@ def test_every_nickname_reads_at_4_5_to_1_in_both_themes(pages, make_room, schem
     assert not low
     own = page.locator("#log li.message .nickname").first
     assert own.evaluate(CONTRAST) >= 4.5
+
+
+def test_right_to_left_text_reads_right_to_left(pages, make_room):
+    slug = make_room("Directions")
+    page = pages.open(f"/rooms/{slug}/")
+    join(page, "سامي")
+    say(page, "مرحبا، كيف حالك؟")
+    say(page, "hello, how are you?")
+    direction = "el => getComputedStyle(el).direction"
+    arabic = message(page, "مرحبا، كيف حالك؟")
+    expect(arabic).not_to_have_class(re.compile(r"\bpending\b"))
+    # The question mark ends the sentence on its left, where Arabic ends.
+    assert arabic.locator(".text").evaluate(direction) == "rtl"
+    assert (
+        message(page, "hello, how are you?").locator(".text").evaluate(direction)
+        == "ltr"
+    )
+    assert page.locator("#users li").first.evaluate(direction) == "rtl"
+    # The composer follows what is typed into it.
+    page.locator("#message").fill("שלום")
+    assert page.locator("#message").evaluate(direction) == "rtl"
