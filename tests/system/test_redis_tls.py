@@ -5,11 +5,9 @@ certificate verified (here against a throwaway certificate authority, named by
 REDIS_SSL_CA_CERTS).
 """
 
-import shutil
-import subprocess
-
 import pytest
 
+from tests.harness.certificates import make_certificates
 from tests.harness.clients import ChatClient
 from tests.harness.fixtures import (
     fixture_database,  # noqa: F401 - a pytest fixture
@@ -23,42 +21,6 @@ pytestmark = pytest.mark.processes
 
 # Shaped like an Azure access key: base64, so '+', '/' and '='.
 ACCESS_KEY = "k3Y+with/Slash+and=Equals0aB1cD2eF3gH4iJ5kL6mN7oP8q="
-
-
-def openssl(*args, cwd):
-    subprocess.run(
-        ["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60
-    )
-
-
-def make_certificates(workdir, name="ca"):
-    """A certificate authority and a server certificate for localhost."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    ca_key, ca_cert = f"{name}.key", f"{name}.crt"
-    openssl("genrsa", "-out", ca_key, "2048", cwd=workdir)
-    openssl(
-        "req", "-x509", "-new", "-key", ca_key, "-sha256", "-days", "2",
-        "-subj", f"/CN=Test {name}", "-out", ca_cert, cwd=workdir,
-    )  # fmt: skip
-    (workdir / "san.cnf").write_text(
-        "subjectAltName = DNS:localhost, IP:127.0.0.1\nextendedKeyUsage = serverAuth\n"
-    )
-    openssl("genrsa", "-out", "redis.key", "2048", cwd=workdir)
-    openssl(
-        "req", "-new", "-key", "redis.key", "-subj", "/CN=localhost",
-        "-out", "redis.csr", cwd=workdir,
-    )  # fmt: skip
-    openssl(
-        "x509", "-req", "-in", "redis.csr", "-CA", ca_cert, "-CAkey", ca_key,
-        "-CAcreateserial", "-days", "2", "-sha256", "-extfile", "san.cnf",
-        "-out", "redis.crt", cwd=workdir,
-    )  # fmt: skip
-    return {
-        "ca": str(workdir / ca_cert),
-        "cert": str(workdir / "redis.crt"),
-        "key": str(workdir / "redis.key"),
-    }
 
 
 @pytest.fixture(scope="module")
