@@ -3,8 +3,9 @@ Rate limits that hold per visitor and per address, across sockets, reconnects
 and instances.
 
 Each limit is a moving window: at most `amount` actions in any `seconds`. Over
-Redis (REDIS_URL) the windows live there, counted by the `limits` library, so
-that a client gains nothing by spreading its sockets over instances or by
+Redis (the first of REDIS_URL's servers, or the whole Redis Cluster it reaches)
+the windows live there, counted by the `limits` library, so that a client gains
+nothing by spreading its sockets over instances or by
 reconnecting. Without Redis (one process) and while Redis is out of reach, they
 are counted in this process.
 
@@ -18,12 +19,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from . import redis_topology
 from .logs import cause
 from .loops import loop_local
 
@@ -143,7 +146,7 @@ class Limiter:
         # shared count refused, until when.
         self.synced: set[str] = set()
         self.refused_until: dict[str, float] = {}
-        if settings.REDIS_URL:
+        if settings.REDIS_URLS:
             self.shared = MovingWindowRateLimiter(_redis_storage())
 
     async def hit(self, window: Window, key: str) -> bool:
@@ -201,15 +204,23 @@ class Limiter:
 
 
 def _redis_storage() -> RedisStorage:
-    options = {
+    url = urlsplit(settings.REDIS_URLS[0])
+    options: dict[str, float | str | bool] = {
         "socket_timeout": 1,
         "socket_connect_timeout": 1,
         "health_check_interval": 30,
     }
     if settings.REDIS_SSL_CA_CERTS:
         options["ssl_ca_certs"] = settings.REDIS_SSL_CA_CERTS
-    return RedisStorage(
-        f"async+{settings.REDIS_URL}",
+    storage, uri = RedisStorage, f"async+{url.geturl()}"
+    if redis_topology.clustered:
+        # One key per window, so each check goes to the node that holds its
+        # slot; a cluster has no database numbers.
+        storage, uri = RedisClusterStorage, f"async+redis+cluster://{url.netloc}"
+        if url.scheme == "rediss":
+            options["ssl"] = True
+    return storage(
+        uri,
         implementation="redispy",
         key_prefix=f"{settings.CHAT_LAYER_PREFIX}:limits",
         wrap_exceptions=True,

@@ -19,8 +19,12 @@ from django.urls import re_path  # noqa: E402
 from chat.auth import auth_stack  # noqa: E402
 from chat.collector import collector_tune  # noqa: E402
 from chat.origins import SiteOriginValidator  # noqa: E402
+from chat.redis_topology import check_at_start  # noqa: E402
 from chat.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 from chat.transport import SocketMiddleware, StreamMiddleware  # noqa: E402
+
+# A Redis the channel layer cannot run on stops the server here, with a message.
+check_at_start()
 
 application = ProtocolTypeRouter(
     {

@@ -197,8 +197,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = _typed("CONN_MAX_AGE", env.int, 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Channel layer: in memory for one process, Redis for several.
+# Channel layer: in memory for one process, Redis for several. Several URLs,
+# separated by commas, are shards: channels-redis spreads channels and rooms over
+# them by a hash of their names, so every instance must list the same URLs in the
+# same order (docs/scaling.md, "Several Redis servers").
 REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URLS = [url.strip() for url in REDIS_URL.split(",") if url.strip()]
 # A private certificate authority for rediss:// (Azure's certificates are signed
 # by a public one that the system already trusts).
 REDIS_SSL_CA_CERTS = env.str("REDIS_SSL_CA_CERTS", default="")
@@ -258,22 +262,22 @@ if CHAT_CHANNEL_LAYER not in ("core", "pubsub"):
         f"CHAT_CHANNEL_LAYER must be 'core' or 'pubsub', got {CHAT_CHANNEL_LAYER!r}."
     )
 
-if REDIS_URL and CHAT_CHANNEL_LAYER == "pubsub":
+if REDIS_URLS and CHAT_CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [_redis_host(REDIS_URL)],
+                "hosts": [_redis_host(url) for url in REDIS_URLS],
                 "prefix": CHAT_LAYER_PREFIX,
             },
         }
     }
-elif REDIS_URL:
+elif REDIS_URLS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [_redis_host(REDIS_URL)],
+                "hosts": [_redis_host(url) for url in REDIS_URLS],
                 # Each process has one channel that receives every room's events
                 # (chat/hub.py), so it needs more room than one socket's channel.
                 "capacity": _positive_int("CHAT_LAYER_CAPACITY", 2000),

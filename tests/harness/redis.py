@@ -1,7 +1,9 @@
 """A private redis-server: no persistence, plain TCP or TLS, with a password if
-asked; never the system Redis on 6379."""
+asked; never the system Redis on 6379. Or a private Redis Cluster of three."""
 
 import shutil
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -33,6 +35,7 @@ class RedisServer(Process):
         *,
         tls: dict[str, str] | None = None,
         password: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         super().__init__("redis", Path(workdir) / "redis.log")
         self.binary = require_redis_server()
@@ -41,6 +44,7 @@ class RedisServer(Process):
         # tls: {"cert": path, "key": path, "ca": path}; plain TCP is then off.
         self.tls = tls
         self.password = password
+        self.args = list(args)
 
     def start(self) -> None:
         args = [self.binary, "--save", "", "--appendonly", "no"]
@@ -55,7 +59,7 @@ class RedisServer(Process):
             args += ["--port", str(self.port)]
         if self.password:
             args += ["--requirepass", self.password]
-        self.spawn(args)
+        self.spawn(args + self.args)
         wait_until(self._answers, START_TIMEOUT, f"redis-server on {self.port}")
 
     def _answers(self) -> bool:
@@ -96,3 +100,54 @@ class RedisServer(Process):
 def password_url(password: str, port: int, host: str = "localhost") -> str:
     """rediss:// URL with the key URL-encoded, as Azure's keys need."""
     return f"rediss://:{quote(password, safe='')}@{host}:{port}/0"
+
+
+class RedisCluster:
+    """
+    Three private redis-server nodes joined into a Redis Cluster (no replicas),
+    over TLS if asked; started and stopped together. `url` names the first node,
+    as an operator names a cluster by one of its addresses.
+    """
+
+    def __init__(
+        self, workdir: str | Path, *, tls: dict[str, str] | None = None
+    ) -> None:
+        self.tls = tls
+        self.nodes = []
+        for index in range(3):
+            node_dir = Path(workdir) / f"node{index}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            args = ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
+            args += ["--cluster-config-file", str(node_dir / "nodes.conf")]
+            if tls:
+                args += ["--tls-cluster", "yes"]
+            self.nodes.append(RedisServer(node_dir, tls=tls, args=args))
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        command = ["redis-cli"]
+        if self.tls:
+            command += ["--tls", "--cacert", self.tls["ca"]]
+        command += ["--cluster", "create"]
+        command += [f"127.0.0.1:{node.port}" for node in self.nodes]
+        command += ["--cluster-yes"]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        wait_until(self._formed, START_TIMEOUT, "the cluster's slots all served")
+
+    def _formed(self) -> bool:
+        states = [node.client().execute_command("CLUSTER INFO") for node in self.nodes]
+        return all(state.get("cluster_state") == "ok" for state in states)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def keys(self, pattern: str) -> list[bytes]:
+        """Keys matching `pattern` on every node."""
+        return [key for node in self.nodes for key in node.client().keys(pattern)]
+
+    @property
+    def url(self) -> str:
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.nodes[0].port}/0"
