@@ -2,10 +2,11 @@
 Health probes for load balancers and App Service.
 
 /healthz: liveness, the process answers; it touches nothing else.
-/readyz: readiness, a database query and a channel-layer round trip, each with
-a short timeout; 503 names the dependency that failed. One run of the checks
-at a time per process, its result shared for REUSE_SECONDS: a burst of probes
-costs one query and one round trip, not one each.
+/readyz: readiness, a database query and a channel-layer round trip (and a PING
+of each Redis, when there are several shards), each with a short timeout; 503
+names the dependency that failed. One run of the checks at a time per process,
+its result shared for REUSE_SECONDS: a burst of probes costs one query and one
+round trip, not one each.
 
 They are answered by a middleware placed first, before anything checks the Host
 header or redirects to https: probes come from the platform's internal addresses,
@@ -28,6 +29,7 @@ from django.db import connection, transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from . import redis_topology
 from .logs import cause
 from .metrics_endpoint import metrics_view
 from .models import Room
@@ -79,6 +81,7 @@ def _check_channel_layer() -> None:
     # closes the check's Redis connections.
     layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
     asyncio.run(_layer_round_trip(layer))
+    redis_topology.ping_shards(CHECK_TIMEOUT_SECONDS)
 
 
 CHECKS = {"database": _check_database, "channel_layer": _check_channel_layer}

@@ -42,16 +42,41 @@ def _layer_hosts() -> list[dict[str, Any]]:
     return list(layer.get("CONFIG", {}).get("hosts", []))
 
 
+def _client(host: dict[str, Any], timeout: float) -> redis.Redis:
+    """A client of its own for one of the layer's hosts, with its options."""
+    options = {key: value for key, value in host.items() if key != "address"}
+    options["socket_timeout"] = timeout
+    options["socket_connect_timeout"] = timeout
+    return redis.Redis.from_url(host["address"], **options)
+
+
 def is_cluster(host: dict[str, Any]) -> bool:
     """Whether the Redis at one of the layer's hosts is a cluster node."""
-    options = {key: value for key, value in host.items() if key != "address"}
-    options["socket_timeout"] = ASK_TIMEOUT_SECONDS
-    options["socket_connect_timeout"] = ASK_TIMEOUT_SECONDS
-    client = redis.Redis.from_url(host["address"], **options)
+    client = _client(host, ASK_TIMEOUT_SECONDS)
     try:
         return bool(client.info("cluster").get("cluster_enabled"))
     finally:
         client.close()
+
+
+def ping_shards(timeout: float) -> None:
+    """
+    PING each of several Redis servers (shards); raise naming the first that
+    does not answer. With one server the layer's own round trip says as much;
+    with several it reaches only the shard its channel hashes to, and the rooms
+    on any other would go quiet unseen.
+    """
+    hosts = _layer_hosts()
+    if len(hosts) < 2:
+        return
+    for number, host in enumerate(hosts, 1):
+        client = _client(host, timeout)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise ConnectionError(f"shard {number} of {len(hosts)}: {exc}") from exc
+        finally:
+            client.close()
 
 
 def check_at_start() -> None:

@@ -115,3 +115,18 @@ def test_redis_urls_give_a_redis_channel_layer(url, address):
     (host,) = layer["CONFIG"]["hosts"]
     assert host["address"] == address
     assert ("ssl_cert_reqs" in host) == url.startswith("rediss://")
+
+
+def test_several_redis_urls_are_the_layers_shards_in_order():
+    first, second = "redis://one:6379/0", "rediss://:k%2B@two:10000/0"
+    code, out, err = start(**PRODUCTION, REDIS_URL=f"{first}, {second}")
+    assert code == 0, err
+    hosts = json.loads(out)["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"]
+    assert [host["address"] for host in hosts] == [first, second]
+    assert "ssl_cert_reqs" in hosts[1]
+    assert "ssl_cert_reqs" not in hosts[0]
+
+
+def test_a_bad_shard_among_several_is_refused():
+    message = refused(**PRODUCTION, REDIS_URL="redis://one:6379/0,http://two")
+    assert "got scheme 'http'" in message

@@ -1,0 +1,102 @@
+"""
+Several Redis servers as shards of the channel layer (REDIS_URL lists them,
+separated by commas): rooms spread over both, and every message still arrives
+once on both instances, with either layer.
+"""
+
+import json
+import uuid
+
+import pytest
+
+from tests.harness.fixtures import (
+    fixture_clients,  # noqa: F401 - a pytest fixture
+    fixture_database,  # noqa: F401 - a pytest fixture
+)
+from tests.harness.http import http_get_sync
+from tests.harness.redis import RedisServer
+from tests.harness.servers import Cluster, static_env
+from tests.harness.waiting import wait_until
+
+pytestmark = pytest.mark.processes
+
+# channels-redis picks a shard by a CRC of the room's group name: any twelve rooms
+# with consecutive ids fall on both of two shards (fewer may all fall on one).
+ROOMS = 12
+
+
+@pytest.fixture(scope="module", params=["core", "pubsub"])
+def shards(request, database, tmp_path_factory, _collected_static):
+    workdir = tmp_path_factory.mktemp(f"shards-{request.param}")
+    (workdir / "second").mkdir()
+    second = RedisServer(workdir / "second")
+    second.start()
+    first = RedisServer(workdir)
+    env = {**static_env(), "CHAT_CHANNEL_LAYER": request.param}
+    try:
+        with Cluster(
+            workdir,
+            database,
+            redis=first,
+            redis_url=f"{first.url},{second.url}",
+            env=env,
+        ) as cluster:
+            yield cluster, (first, second), request.param
+    finally:
+        second.stop()
+
+
+def rooms_held(server, layer):
+    """The room groups one Redis holds: keys on the core layer, subscribed
+    channels on the pub/sub layer."""
+    client = server.client()
+    if layer == "core":
+        return client.keys("chat:group:room-*")
+    return client.pubsub_channels("chat__group__room-*")
+
+
+async def test_rooms_spread_over_the_shards_and_each_message_arrives_once(
+    shards, database, clients
+):
+    cluster, servers, layer = shards
+    a, b = cluster.servers
+    rooms = [f"s-{uuid.uuid4().hex[:8]}" for _ in range(ROOMS)]
+    pairs = []
+    for slug in rooms:
+        database.create_room(slug)
+        alice = await clients("alice", slug, a)
+        bob = await clients("bob", slug, b)
+        await alice.expect("joined", nickname="bob", participants=2)
+        pairs.append((alice, bob))
+
+    for slug, (alice, bob) in zip(rooms, pairs, strict=True):
+        await alice.say(f"in {slug} from a")
+        await bob.say(f"in {slug} from b")
+    for slug, (alice, bob) in zip(rooms, pairs, strict=True):
+        for client in (alice, bob):
+            await client.expect_messages(2)
+            assert sorted(client.texts()) == [f"in {slug} from a", f"in {slug} from b"]
+            assert sorted(f["seq"] for f in client.of_type("message")) == [1, 2]
+
+    held = [len(rooms_held(server, layer)) for server in servers]
+    assert all(held), f"rooms per shard: {held}"
+    assert not cluster.tracebacks()
+
+
+def test_a_shard_that_stops_makes_every_instance_unready(shards):
+    cluster, (_first, second), _layer = shards
+    second.stop()
+    try:
+        for server in cluster.servers:
+            status, _headers, body = http_get_sync(f"{server.http}/readyz")
+            assert status == 503
+            assert json.loads(body)["failing"] == ["channel_layer"]
+    finally:
+        second.start()
+    # Ready again once it is back (the probes' results are a second old at most).
+    for server in cluster.servers:
+        wait_until(
+            lambda s=server: http_get_sync(f"{s.http}/readyz")[0] == 200,
+            10,
+            f"{server.name} ready again",
+        )
