@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -205,13 +206,15 @@ class Limiter:
 
 def _redis_storage() -> RedisStorage:
     url = urlsplit(settings.REDIS_URLS[0])
-    options: dict[str, float | str | bool] = {
+    options: dict[str, Any] = {
         "socket_timeout": 1,
         "socket_connect_timeout": 1,
         "health_check_interval": 30,
     }
     if settings.REDIS_SSL_CA_CERTS:
         options["ssl_ca_certs"] = settings.REDIS_SSL_CA_CERTS
+    if settings.REDIS_CREDENTIAL_PROVIDER is not None:
+        options["credential_provider"] = settings.REDIS_CREDENTIAL_PROVIDER
     storage, uri = RedisStorage, f"async+{url.geturl()}"
     if redis_topology.clustered:
         # One key per window, so each check goes to the node that holds its

@@ -23,6 +23,8 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from chat import redis_auth
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True}
@@ -206,6 +208,14 @@ REDIS_URLS = [url.strip() for url in REDIS_URL.split(",") if url.strip()]
 # A private certificate authority for rediss:// (Azure's certificates are signed
 # by a public one that the system already trusts).
 REDIS_SSL_CA_CERTS = env.str("REDIS_SSL_CA_CERTS", default="")
+# How to sign in: the key in REDIS_URL, or a Microsoft Entra ID token
+# (chat/redis_auth.py; docs/deploy-azure.md).
+REDIS_AUTH = env.str("REDIS_AUTH", default="key")
+if REDIS_AUTH not in redis_auth.MODES:
+    raise ImproperlyConfigured(
+        f"REDIS_AUTH must be 'key' or 'entra-id', got {REDIS_AUTH!r}."
+    )
+REDIS_CREDENTIAL_PROVIDER = redis_auth.credential_provider(REDIS_AUTH)
 
 
 def _redis_host(url: str) -> dict[str, object]:
@@ -246,6 +256,13 @@ def _redis_host(url: str) -> dict[str, object]:
         "socket_timeout": 15,
         "retry_on_timeout": True,
     }
+    if REDIS_CREDENTIAL_PROVIDER is not None:
+        if parts.password or parts.username:
+            raise ImproperlyConfigured(
+                "REDIS_AUTH=entra-id signs in with a token: REDIS_URL must carry no "
+                "user or key (rediss://<name>.<region>.redis.azure.net:10000/0)."
+            )
+        host["credential_provider"] = REDIS_CREDENTIAL_PROVIDER
     if parts.scheme == "rediss":
         host["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         if REDIS_SSL_CA_CERTS:

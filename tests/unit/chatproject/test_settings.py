@@ -19,6 +19,7 @@ CONTROLLED = (
     "WEBSITE_HOSTNAME",
     "DATABASE_URL",
     "REDIS_URL",
+    "REDIS_AUTH",
     "CHAT_CHANNEL_LAYER",
     "CHAT_MAX_MESSAGE_LENGTH",
     "CHAT_RATE_BURST",
@@ -66,6 +67,7 @@ def refused(**variables):
         # Past the instance timeout (30 s): the sweeps would cut the grace.
         ("CHAT_PRESENCE_GRACE_SECONDS", "45", "less than CHAT_INSTANCE_TIMEOUT"),
         ("CHAT_PRESENCE_GRACE_SECONDS", "soon", "CHAT_PRESENCE_GRACE_SECONDS='soon'"),
+        ("REDIS_AUTH", "password", "must be 'key' or 'entra-id'"),
     ],
 )
 def test_bad_value_is_refused_naming_the_variable(variable, value, says):
@@ -130,3 +132,21 @@ def test_several_redis_urls_are_the_layers_shards_in_order():
 def test_a_bad_shard_among_several_is_refused():
     message = refused(**PRODUCTION, REDIS_URL="redis://one:6379/0,http://two")
     assert "got scheme 'http'" in message
+
+
+def test_entra_id_gives_each_shard_the_token_provider_and_no_key():
+    url = "rediss://name.region.redis.azure.net:10000/0"
+    code, out, err = start(**PRODUCTION, REDIS_AUTH="entra-id", REDIS_URL=url)
+    assert code == 0, err
+    (host,) = json.loads(out)["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"]
+    assert host["address"] == url
+    assert "EntraIdCredentialsProvider" in host["credential_provider"]
+
+
+def test_entra_id_with_a_key_in_the_url_is_refused():
+    message = refused(
+        **PRODUCTION,
+        REDIS_AUTH="entra-id",
+        REDIS_URL="rediss://:k3y@name.region.redis.azure.net:10000/0",
+    )
+    assert "REDIS_URL must carry no user or key" in message
