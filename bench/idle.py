@@ -46,12 +46,12 @@ async def measure(args):
         rss = sum(rss_bytes(pid) for pid in pids)
         print(f"idle: server pids {pids}", file=sys.stderr, flush=True)
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
-        redis_before = cpu_seconds(cluster.redis_pid)
+        redis_before = sum(cpu_seconds(pid) for pid in cluster.redis_pids)
         start = time.monotonic()
         await asyncio.sleep(args.seconds)
         elapsed = time.monotonic() - start
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
-        redis_cpu = cpu_seconds(cluster.redis_pid) - redis_before
+        redis_cpu = sum(cpu_seconds(pid) for pid in cluster.redis_pids) - redis_before
         still_open = sum(not client.closed.done() for client in clients)
         for client in clients:
             client.transport.close()

@@ -152,6 +152,7 @@ async def measure(args):
         server=args.server,
         layer=args.layer,
         extra_env=NO_LIMITS,
+        shards=args.shards,
     ) as cluster:
         await asyncio.to_thread(create_rooms, cluster, args.rooms)
         receivers = await connect_all(
@@ -164,7 +165,7 @@ async def measure(args):
         pids = cluster.server_pids()
         print(f"measuring: server pids {pids}", file=sys.stderr, flush=True)
         cpu_before = sum(cpu_seconds(pid) for pid in cluster.server_pids())
-        redis_before = cpu_seconds(cluster.redis_pid)
+        redis_before = sum(cpu_seconds(pid) for pid in cluster.redis_pids)
         own_before = time.process_time()
         sent_each, elapsed = await send_load(senders, args.rate, args.duration)
         # What each client should have: what its room's senders sent.
@@ -176,7 +177,7 @@ async def measure(args):
         ]
         drained = await wait_drained(receivers, expected_each, timeout=10)
         cpu_after = sum(cpu_seconds(pid) for pid in cluster.server_pids())
-        redis_after = cpu_seconds(cluster.redis_pid)
+        redis_after = sum(cpu_seconds(pid) for pid in cluster.redis_pids)
         own_cpu = time.process_time() - own_before
         rss_idle = cluster.baseline_rss
         for receiver in receivers:
@@ -275,6 +276,9 @@ def main():
     )
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne")
     parser.add_argument("--layer", choices=["core", "pubsub"], default="core")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="Redis servers the layer shards over"
+    )
     parser.add_argument(
         "--transport",
         choices=["ws", "http"],

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tests.harness.database import Database
+from tests.harness.redis import RedisServer
 from tests.harness.servers import Cluster as ProcessCluster
 from tests.harness.servers import Daphne, Uvicorn, server_env
 
@@ -30,7 +31,8 @@ def rss_bytes(pid):
 
 
 class Cluster:
-    """redis-server + `instances` server processes; an async context manager."""
+    """redis-server (or `shards` of them) + `instances` server processes; an async
+    context manager."""
 
     def __init__(
         self,
@@ -40,8 +42,10 @@ class Cluster:
         layer="core",
         extra_env=None,
         server_args=(),
+        shards=1,
     ):
         self.instances = instances
+        self.shards = shards
         self.kind = KINDS[server]
         self.server_args = server_args
         self.env = {
@@ -57,8 +61,8 @@ class Cluster:
         return [server.pid for server in self.cluster.servers]
 
     @property
-    def redis_pid(self):
-        return self.cluster.redis.pid
+    def redis_pids(self):
+        return [self.cluster.redis.pid] + [shard.pid for shard in self.more_shards]
 
     def http_urls(self):
         return [s.http for s in self.cluster.servers]
@@ -78,10 +82,23 @@ class Cluster:
         # The room page (which the HTTP clients open for their cookies) needs
         # the static files collected, as in a deployment.
         self.env["STATIC_ROOT"] = str(Path(self.workdir.name) / "static")
+        self.more_shards = []
+        for number in range(2, self.shards + 1):
+            shard_dir = Path(self.workdir.name) / f"shard{number}"
+            shard_dir.mkdir()
+            self.more_shards.append(RedisServer(shard_dir))
+        first = RedisServer(self.workdir.name)
         self.cluster = ProcessCluster(
-            self.workdir.name, self.database, instances=0, env=self.env
+            self.workdir.name,
+            self.database,
+            instances=0,
+            redis=first,
+            redis_url=",".join(r.url for r in [first, *self.more_shards]),
+            env=self.env,
         )
         try:
+            for shard in self.more_shards:
+                shard.start()
             self.database.create(server_env(self.database, "", **self.env))
             self.database.manage("collectstatic", "--noinput", "-v", "0")
             self.cluster.start()
@@ -97,6 +114,8 @@ class Cluster:
         try:
             tracebacks = self.cluster.tracebacks()
             self.cluster.close()
+            for shard in self.more_shards:
+                shard.stop()
             if tracebacks:
                 print(tracebacks, file=sys.stderr)
         finally:
