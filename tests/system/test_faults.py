@@ -18,6 +18,7 @@ from django.conf import settings
 
 from bench.client import Client as LeanClient
 from tests.harness.clients import ChatClient, stamped
+from tests.harness.delivery import everyone_has_everything, room_texts
 from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
@@ -70,26 +71,6 @@ async def send_series(client, label, count, interval):
         await client.say(texts[-1])
         await asyncio.sleep(interval)
     return texts
-
-
-def room_texts(database, room_id):
-    rows = database.query(
-        "SELECT text FROM chat_message WHERE room_id = %s ORDER BY seq", (room_id,)
-    )
-    return [text for (text,) in rows]
-
-
-async def everyone_has_everything(database, room_id, clients, sent, timeout=30):
-    """Every client ends with every message exactly once, in seq order."""
-    # Every sender has its messages confirmed (echoed back) first.
-    await asyncio.gather(*(c.settle(0, timeout=timeout) for c in clients))
-    stored = room_texts(database, room_id)
-    # Resends after reconnects were saved once: one row per message sent.
-    assert sorted(stored) == sorted(sent)
-    await asyncio.gather(*(c.settle(len(stored), timeout=timeout) for c in clients))
-    for client in clients:
-        assert client.texts() == stored, client.nickname
-        assert client.repeated_frames == 0, client.nickname
 
 
 async def test_killed_instance_clients_reconnect_and_ghosts_leave(
