@@ -3,11 +3,11 @@ Rate limits that hold per visitor and per address, across sockets, reconnects
 and instances.
 
 Each limit is a moving window: at most `amount` actions in any `seconds`. Over
-Redis (the first of REDIS_URL's servers, or the whole Redis Cluster it reaches)
-the windows live there, counted by the `limits` library, so that a client gains
-nothing by spreading its sockets over instances or by
-reconnecting. Without Redis (one process) and while Redis is out of reach, they
-are counted in this process.
+Redis (the first of REDIS_URL's servers, the whole Redis Cluster it reaches, or
+the primary REDIS_SENTINELS name) the windows live there, counted by the
+`limits` library, so that a client gains nothing by spreading its sockets over
+instances or by reconnecting. Without Redis (one process) and while Redis is
+out of reach, they are counted in this process.
 
 A check happens when a frame arrives, before any database work, so refusing is
 cheap, and a client that kept within a limit is never refused for frames that
@@ -24,7 +24,11 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage import (
+    RedisClusterStorage,
+    RedisSentinelStorage,
+    RedisStorage,
+)
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from . import redis_topology
@@ -147,7 +151,7 @@ class Limiter:
         # shared count refused, until when.
         self.synced: set[str] = set()
         self.refused_until: dict[str, float] = {}
-        if settings.REDIS_URLS:
+        if settings.REDIS_LAYER_HOSTS:
             self.shared = MovingWindowRateLimiter(_redis_storage())
 
     async def hit(self, window: Window, key: str) -> bool:
@@ -205,6 +209,8 @@ class Limiter:
 
 
 def _redis_storage() -> RedisStorage:
+    if settings.REDIS_SENTINELS:
+        return _sentinel_storage()
     url = urlsplit(settings.REDIS_URLS[0])
     options: dict[str, Any] = {
         "socket_timeout": 1,
@@ -228,6 +234,19 @@ def _redis_storage() -> RedisStorage:
         key_prefix=f"{settings.CHAT_LAYER_PREFIX}:limits",
         wrap_exceptions=True,
         **options,
+    )
+
+
+def _sentinel_storage() -> RedisStorage:
+    sentinels = ",".join(f"{host}:{port}" for host, port in settings.REDIS_SENTINELS)
+    return RedisSentinelStorage(
+        f"async+redis+sentinel://{sentinels}/{settings.REDIS_SENTINEL_MASTER}",
+        implementation="redispy",
+        key_prefix=f"{settings.CHAT_LAYER_PREFIX}:limits",
+        wrap_exceptions=True,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1},
     )
 
 

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 import redis
+import redis.sentinel
 from django.conf import settings
 
 from .logs import cause
@@ -43,11 +44,17 @@ def _layer_hosts() -> list[dict[str, Any]]:
 
 
 def _client(host: dict[str, Any], timeout: float) -> redis.Redis:
-    """A client of its own for one of the layer's hosts, with its options."""
-    options = {key: value for key, value in host.items() if key != "address"}
+    """A client of its own for one of the layer's hosts, with its options: the
+    server its URL names, or the primary its sentinels name."""
+    options = dict(host)
     options["socket_timeout"] = timeout
     options["socket_connect_timeout"] = timeout
-    return redis.Redis.from_url(host["address"], **options)
+    if "sentinels" in options:
+        sentinels = redis.sentinel.Sentinel(
+            options.pop("sentinels"), sentinel_kwargs=options.pop("sentinel_kwargs")
+        )
+        return sentinels.master_for(options.pop("master_name"), **options)
+    return redis.Redis.from_url(options.pop("address"), **options)
 
 
 def is_cluster(host: dict[str, Any]) -> bool:
@@ -93,7 +100,7 @@ def check_at_start() -> None:
             logger.warning("redis_topology_unknown cause=%s", cause(exc))
             continue
         if found and settings.CHAT_CHANNEL_LAYER == "core":
-            address = redis.connection.parse_url(host["address"])
+            address = redis.connection.parse_url(host.get("address", "redis://"))
             where = f"{address.get('host', 'localhost')}:{address.get('port', 6379)}"
             raise SystemExit(CORE_ON_CLUSTER.format(address=where))
         clustered = clustered or found

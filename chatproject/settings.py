@@ -270,6 +270,49 @@ def _redis_host(url: str) -> dict[str, object]:
     return host
 
 
+def _sentinel_address(entry: str) -> tuple[str, int]:
+    host, _, port = entry.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ImproperlyConfigured(
+            "REDIS_SENTINELS must list host:port pairs separated by commas, e.g. "
+            f"sentinel-1:26379,sentinel-2:26379; got {entry!r}."
+        )
+    return host, int(port)
+
+
+# Redis Sentinel, for a self-hosted Redis with replicas: the sentinels that say
+# which server is the primary, asked again after a failover, instead of REDIS_URL.
+REDIS_SENTINELS = [
+    _sentinel_address(a) for a in env.list("REDIS_SENTINELS", default=[])
+]
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="mymaster")
+if REDIS_SENTINELS and REDIS_URLS:
+    raise ImproperlyConfigured(
+        "Set REDIS_URL or REDIS_SENTINELS, not both: with sentinels they say "
+        "where the primary is."
+    )
+
+
+def _sentinel_host() -> dict[str, object]:
+    return {
+        "sentinels": REDIS_SENTINELS,
+        "master_name": REDIS_SENTINEL_MASTER,
+        # The same connection options as _redis_host's, for the same reasons.
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 15,
+        "retry_on_timeout": True,
+        # Asking a sentinel is quick, or that sentinel is down: try the next.
+        "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2},
+    }
+
+
+# The channel layer's Redis servers: its shards, or the one the sentinels name.
+REDIS_LAYER_HOSTS = [_redis_host(url) for url in REDIS_URLS] or (
+    [_sentinel_host()] if REDIS_SENTINELS else []
+)
+
 # Which channels-redis layer relays between instances; docs/scaling.md says why
 # the default was chosen.
 CHAT_LAYER_PREFIX = env.str("CHAT_LAYER_PREFIX", default="chat")
@@ -279,22 +322,22 @@ if CHAT_CHANNEL_LAYER not in ("core", "pubsub"):
         f"CHAT_CHANNEL_LAYER must be 'core' or 'pubsub', got {CHAT_CHANNEL_LAYER!r}."
     )
 
-if REDIS_URLS and CHAT_CHANNEL_LAYER == "pubsub":
+if REDIS_LAYER_HOSTS and CHAT_CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [_redis_host(url) for url in REDIS_URLS],
+                "hosts": REDIS_LAYER_HOSTS,
                 "prefix": CHAT_LAYER_PREFIX,
             },
         }
     }
-elif REDIS_URLS:
+elif REDIS_LAYER_HOSTS:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [_redis_host(url) for url in REDIS_URLS],
+                "hosts": REDIS_LAYER_HOSTS,
                 # Each process has one channel that receives every room's events
                 # (chat/hub.py), so it needs more room than one socket's channel.
                 "capacity": _positive_int("CHAT_LAYER_CAPACITY", 2000),

@@ -151,3 +151,81 @@ class RedisCluster:
     def url(self) -> str:
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://127.0.0.1:{self.nodes[0].port}/0"
+
+
+class RedisSentinel(Process):
+    """
+    A primary, a replica of it and one sentinel watching them, all private;
+    started and stopped together. The sentinel fails over one second after the
+    primary stops answering.
+    """
+
+    MASTER = "mymaster"
+
+    def __init__(self, workdir: str | Path) -> None:
+        workdir = Path(workdir)
+        super().__init__("sentinel", workdir / "sentinel.log")
+        self.binary = require_redis_server()
+        for name in ("primary", "replica"):
+            (workdir / name).mkdir(parents=True, exist_ok=True)
+        self.primary = RedisServer(workdir / "primary")
+        replica_of = ["--replicaof", "127.0.0.1", str(self.primary.port)]
+        self.replica = RedisServer(workdir / "replica", args=replica_of)
+        self.config = workdir / "sentinel.conf"
+        self.port = free_port()
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        wait_until(self._replicating, START_TIMEOUT, "the replica in step")
+        # The sentinel rewrites its configuration file as it learns.
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\n"
+            f"sentinel monitor {self.MASTER} 127.0.0.1 {self.primary.port} 1\n"
+            f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
+            f"sentinel failover-timeout {self.MASTER} 5000\n"
+        )
+        self.spawn([self.binary, str(self.config), "--sentinel"])
+        wait_until(self._watching, START_TIMEOUT, "the sentinel to see the replica")
+
+    def _replicating(self) -> bool:
+        return (
+            self.replica.client().info("replication").get("master_link_status") == "up"
+        )
+
+    def client(self) -> "redis.Redis":
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def _watching(self) -> bool:
+        if not self.alive:
+            pytest.fail(f"redis-sentinel exited:\n{self.log()[-2000:]}")
+        try:
+            return bool(self.client().sentinel_slaves(self.MASTER))
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    def primary_port(self) -> int:
+        """The port of the server the sentinel names as primary now."""
+        _host, port = self.client().sentinel_get_master_addr_by_name(self.MASTER)
+        return int(port)
+
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)
+        self.replica.stop()
+        self.primary.stop()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a server is told to find the primary through the sentinel."""
+        return {
+            "REDIS_URL": "",
+            "REDIS_SENTINELS": f"127.0.0.1:{self.port}",
+            "REDIS_SENTINEL_MASTER": self.MASTER,
+        }
+
+    @property
+    def url(self) -> str:
+        """The primary at the start (servers are told of the sentinel instead)."""
+        return self.primary.url

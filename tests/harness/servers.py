@@ -17,7 +17,7 @@ import pytest
 from .http import http_get_sync
 from .ports import free_port
 from .process import PYTHON, ROOT, START_TIMEOUT, Process
-from .redis import RedisCluster, RedisServer
+from .redis import RedisCluster, RedisSentinel, RedisServer
 from .waiting import wait_until
 
 SECRET_KEY = "process-test-secret-key-not-for-production"
@@ -186,7 +186,7 @@ class Cluster:
         database: HasEnv,
         *,
         instances: int = 2,
-        redis: RedisServer | RedisCluster | None = None,
+        redis: RedisServer | RedisCluster | RedisSentinel | None = None,
         redis_url: str | None = None,
         env: Mapping[str, object] | None = None,
     ) -> None:

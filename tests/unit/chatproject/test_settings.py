@@ -20,6 +20,8 @@ CONTROLLED = (
     "DATABASE_URL",
     "REDIS_URL",
     "REDIS_AUTH",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
     "CHAT_CHANNEL_LAYER",
     "CHAT_MAX_MESSAGE_LENGTH",
     "CHAT_RATE_BURST",
@@ -68,6 +70,8 @@ def refused(**variables):
         ("CHAT_PRESENCE_GRACE_SECONDS", "45", "less than CHAT_INSTANCE_TIMEOUT"),
         ("CHAT_PRESENCE_GRACE_SECONDS", "soon", "CHAT_PRESENCE_GRACE_SECONDS='soon'"),
         ("REDIS_AUTH", "password", "must be 'key' or 'entra-id'"),
+        ("REDIS_SENTINELS", "sentinel-1", "must list host:port pairs"),
+        ("REDIS_SENTINELS", "s1:26379,s2:port", "got 's2:port'"),
     ],
 )
 def test_bad_value_is_refused_naming_the_variable(variable, value, says):
@@ -150,3 +154,20 @@ def test_entra_id_with_a_key_in_the_url_is_refused():
         REDIS_URL="rediss://:k3y@name.region.redis.azure.net:10000/0",
     )
     assert "REDIS_URL must carry no user or key" in message
+
+
+def test_sentinels_give_the_layer_their_primary():
+    code, out, err = start(
+        **PRODUCTION, REDIS_SENTINELS="s1:26379, s2:26380", REDIS_SENTINEL_MASTER="chat"
+    )
+    assert code == 0, err
+    (host,) = json.loads(out)["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"]
+    assert host["sentinels"] == [["s1", 26379], ["s2", 26380]]
+    assert host["master_name"] == "chat"
+
+
+def test_sentinels_and_a_url_together_are_refused():
+    message = refused(
+        **PRODUCTION, REDIS_SENTINELS="s1:26379", REDIS_URL="redis://r:6379/0"
+    )
+    assert "Set REDIS_URL or REDIS_SENTINELS, not both" in message
