@@ -1,0 +1,213 @@
+"""
+A soak: chatting at a steady rate over two instances for a long time, with
+people joining, leaving and reconnecting throughout, while the servers'
+resources are sampled.
+
+    .venv/bin/python -m bench.soak --minutes 60
+
+Every --sample seconds it records, per server process, resident memory and open
+file descriptors, and for the whole: the database's connections, the presence
+rows (chat_connection), Redis's keys and memory. At the end it prints one JSON
+object: every sample, and each figure's range after the warm-up (the first
+sample is the baseline, taken once every client has joined).
+
+The senders (the first --senders clients) stay connected, so that every message
+they send is saved once (checked at the end against the database); the others
+churn: each second, --churn of them leave (a `leave` frame, then close) or drop
+(the socket closed without a word, as a lost network does), and come back on
+the other instance, joining from the last seq they saw. Its servers and
+database are bench/servers.py's, as for bench/run.py.
+"""
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+from .client import Client, use_fast_loop
+from .idle import PINGS
+from .run import NO_LIMITS, Stats, connect_all, create_rooms, room_slug, settle
+from .servers import Cluster, rss_bytes
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def sample(cluster, started):
+    """One reading of every resource that must not grow."""
+    database = cluster.database
+    pids = cluster.server_pids()
+    redis = cluster.cluster.redis.client()
+    row = {
+        "minute": round((time.monotonic() - started) / 60, 2),
+        "rss_mib": [round(rss_bytes(pid) / 2**20, 1) for pid in pids],
+        "fds": [open_fds(pid) for pid in pids],
+        "presence_rows": database.count("chat_connection"),
+        "redis_keys": redis.dbsize(),
+        "redis_used_mib": round(redis.info("memory")["used_memory"] / 2**20, 2),
+    }
+    if database.base_url:
+        ((count,),) = database.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        # Less this query's own connection.
+        row["db_connections"] = count - 1
+    return row
+
+
+class Churn:
+    """Clients that come and go: each step one leaves or drops, and comes back
+    on the other instance from the last seq it saw."""
+
+    def __init__(self, cluster, clients, first, rooms):
+        self.cluster = cluster
+        self.clients = clients
+        self.first = first
+        self.rooms = rooms
+        self.counts = {"left": 0, "dropped": 0, "rejoined": 0, "failed": 0}
+
+    async def step(self):
+        index = random.randrange(self.first, len(self.clients))
+        old = self.clients[index]
+        last_seq = max(old.seen, default=0)
+        if random.random() < 0.5:
+            old.send_text(json.dumps({"type": "leave"}))
+            self.counts["left"] += 1
+        else:
+            self.counts["dropped"] += 1
+        old.transport.close()
+        slug = room_slug(index, self.rooms)
+        urls = self.cluster.ws_urls(slug)
+        url, origin = urls[random.randrange(len(urls))]
+        try:
+            new = await Client.connect(url, origin, old.latencies)
+            join = {"type": "join", "nickname": f"b{index}", "last_seq": last_seq}
+            new.send_text(json.dumps(join))
+            await asyncio.wait_for(new.welcomed, 30)
+        except (OSError, TimeoutError):
+            self.counts["failed"] += 1
+            return
+        self.clients[index] = new
+        self.counts["rejoined"] += 1
+
+
+async def chat(senders, rate, churn, churn_rate, until, first_id):
+    """Send at `rate` until `until`, churning meanwhile; how many were sent.
+    Client ids go on from `first_id`: a repeated one is taken for a resend."""
+    sent = 0
+    started = time.monotonic()
+    next_churn = started
+    while (now := time.monotonic()) < until:
+        target = int((now - started) * rate)
+        while sent < target:
+            sender = senders[sent % len(senders)]
+            text = f"t{time.time_ns()}"
+            frame = {
+                "type": "message",
+                "text": text,
+                "client_id": f"s{first_id + sent}",
+            }
+            sender.send_text(json.dumps(frame))
+            sent += 1
+        while churn_rate and next_churn <= now:
+            await churn.step()
+            next_churn += 1 / churn_rate
+        await asyncio.sleep(0.02)
+    return sent
+
+
+def ranges(samples):
+    """Each figure's lowest and highest value over the samples."""
+    keys = [key for key in samples[0] if key != "minute"]
+    result = {}
+    for key in keys:
+        values = [row[key] for row in samples]
+        if isinstance(values[0], list):
+            result[key] = [
+                [min(v[i] for v in values), max(v[i] for v in values)]
+                for i in range(len(values[0]))
+            ]
+        else:
+            result[key] = [min(values), max(values)]
+    return result
+
+
+async def soak(args):
+    async with Cluster(
+        instances=2,
+        extra_env=NO_LIMITS,
+        server_args=PINGS["daphne"],
+    ) as cluster:
+        await asyncio.to_thread(create_rooms, cluster, args.rooms)
+        clients = await connect_all(cluster, args.clients, Stats(), rooms=args.rooms)
+        await settle(cluster.server_pids())
+        senders = clients[: args.senders]
+        churn = Churn(cluster, clients, args.senders, args.rooms)
+        started = time.monotonic()
+        until = started + args.minutes * 60
+        samples = [sample(cluster, started)]
+        print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
+        sent = 0
+        while time.monotonic() < until:
+            step_until = min(until, time.monotonic() + args.sample)
+            sent += await chat(
+                senders, args.rate, churn, args.churn, step_until, first_id=sent
+            )
+            samples.append(sample(cluster, started))
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
+        # Every message the senders sent was saved once.
+        await asyncio.sleep(2)
+        saved = cluster.database.count("chat_message")
+        errors = sum((c.errors for c in clients), start=collections.Counter())
+        for client in clients:
+            client.transport.close()
+        tracebacks = cluster.cluster.tracebacks()
+    return {
+        "minutes": args.minutes,
+        "clients": args.clients,
+        "rooms": args.rooms,
+        "rate": args.rate,
+        "churn_per_s": args.churn,
+        "sent": sent,
+        "saved": saved,
+        "errors": dict(errors),
+        "churn": churn.counts,
+        "tracebacks": tracebacks,
+        "ranges": ranges(samples),
+        "samples": samples,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--clients", type=int, default=300)
+    parser.add_argument("--rooms", type=int, default=60)
+    parser.add_argument("--senders", type=int, default=60)
+    parser.add_argument("--rate", type=float, default=20.0, help="messages/s")
+    parser.add_argument("--churn", type=float, default=2.0, help="comings and goings/s")
+    parser.add_argument("--sample", type=float, default=60.0, help="seconds between")
+    parser.add_argument("--out", help="also write the result to this file")
+    args = parser.parse_args()
+    if args.senders < args.rooms or args.senders >= args.clients:
+        parser.error("--senders must be at least --rooms and fewer than --clients")
+    with contextlib.suppress(KeyboardInterrupt):
+        result = asyncio.run(soak(args))
+        text = json.dumps(result)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    use_fast_loop()
+    sys.exit(main())
