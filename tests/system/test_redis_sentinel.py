@@ -42,7 +42,7 @@ async def live_again(sender, receiver, sent):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.25):
                 await receiver.wait(
-                    lambda: any(
+                    lambda probe=probe: any(
                         f["text"] == probe for f in receiver.of_type("message")
                     ),
                     "a live probe",
