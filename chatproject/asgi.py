@@ -7,11 +7,18 @@ Daphne serves it: ``daphne chatproject.asgi:application``.
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
-# Django is set up before anything imports models.
-django_asgi_app = get_asgi_application()
+# Django is set up before anything imports models (get_asgi_application(), in
+# two steps, so that the telemetry comes between them).
+django.setup(set_prefix=False)
+
+from chat.telemetry import configure_at_start as start_telemetry  # noqa: E402
+
+start_telemetry()
+django_asgi_app = ASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
