@@ -256,8 +256,11 @@ def test_the_guide_creates_managed_redis_for_channels_redis(
     [create] = find(real_commands, "redisenterprise create")
     assert "--clustering-policy EnterpriseCluster" in create.text
     assert "--access-keys-auth Enabled" in create.text
-    [settings] = find(real_commands, "webapp config appsettings set")
-    assert "REDIS_URL=$REDIS_URL" in settings.text
+    entra_id, key = find(real_commands, "webapp config appsettings set")
+    assert "REDIS_URL=$REDIS_URL" in key.text
+    # Signing in as the app's identity: no key in the URL.
+    assert "REDIS_AUTH=entra-id" in entra_id.text
+    assert "REDIS_URL=rediss://$REDIS_HOST:10000/0" in entra_id.text
     text = guide.GUIDE.read_text(encoding="utf-8")
     assert 'REDIS_URL="rediss://:$(urlencode "$REDIS_KEY")@$REDIS_HOST:10000/0"' in text
 
