@@ -11,11 +11,12 @@ rows (chat_connection), Redis's keys and memory. At the end it prints one JSON
 object: every sample, and each figure's range after the warm-up (the first
 sample is the baseline, taken once every client has joined).
 
-The senders (the first --senders clients) stay connected, so that every message
-they send is saved once (checked at the end against the database); the others
-churn: each second, --churn of them leave (a `leave` frame, then close) or drop
-(the socket closed without a word, as a lost network does), and come back on
-the other instance, joining from the last seq they saw. Its servers and
+The senders (the first --senders clients) keep their sockets (one the server
+closes comes back before it sends again), so that every message they send is
+saved once (checked at the end against the database); the others churn: each
+second, --churn of them leave (a `leave` frame, then close) or drop (the socket
+closed without a word, as a lost network does), and come back on an instance
+picked at random, joining from the last seq they saw. Its servers and
 database are bench/servers.py's, as for bench/run.py.
 """
 
@@ -64,7 +65,7 @@ def sample(cluster, started):
 
 class Churn:
     """Clients that come and go: each step one leaves or drops, and comes back
-    on the other instance from the last seq it saw."""
+    on an instance picked at random, from the last seq it saw."""
 
     def __init__(self, cluster, clients, first, rooms):
         self.cluster = cluster
@@ -72,49 +73,60 @@ class Churn:
         self.first = first
         self.rooms = rooms
         self.counts = {"left": 0, "dropped": 0, "rejoined": 0, "failed": 0}
+        # Senders whose socket the server closed, and that came back.
+        self.senders_back = 0
 
     async def step(self):
         index = random.randrange(self.first, len(self.clients))
         old = self.clients[index]
-        last_seq = max(old.seen, default=0)
         if random.random() < 0.5:
             old.send_text(json.dumps({"type": "leave"}))
             self.counts["left"] += 1
         else:
             self.counts["dropped"] += 1
         old.transport.close()
+        if await self.come_back(index):
+            self.counts["rejoined"] += 1
+        else:
+            self.counts["failed"] += 1
+
+    async def come_back(self, index):
+        """Connect client `index` again and join from its last seq."""
+        old = self.clients[index]
         slug = room_slug(index, self.rooms)
         urls = self.cluster.ws_urls(slug)
         url, origin = urls[random.randrange(len(urls))]
         try:
             new = await Client.connect(url, origin, old.latencies)
+            last_seq = max(old.seen, default=0)
             join = {"type": "join", "nickname": f"b{index}", "last_seq": last_seq}
             new.send_text(json.dumps(join))
             await asyncio.wait_for(new.welcomed, 30)
         except (OSError, TimeoutError):
-            self.counts["failed"] += 1
-            return
+            return False
         self.clients[index] = new
-        self.counts["rejoined"] += 1
+        return True
 
 
-async def chat(senders, rate, churn, churn_rate, until, first_id):
-    """Send at `rate` until `until`, churning meanwhile; how many were sent.
-    Client ids go on from `first_id`: a repeated one is taken for a resend."""
+async def chat(churn, senders, rate, churn_rate, until, first_id):
+    """Send at `rate` from the first `senders` clients until `until`, churning
+    the others meanwhile; how many were sent. Client ids go on from
+    `first_id`: a repeated one is taken for a resend. A sender whose socket
+    was closed comes back before it sends again."""
     sent = 0
     started = time.monotonic()
     next_churn = started
     while (now := time.monotonic()) < until:
         target = int((now - started) * rate)
         while sent < target:
-            sender = senders[sent % len(senders)]
+            index = sent % senders
+            if churn.clients[index].transport.is_closing():
+                churn.senders_back += await churn.come_back(index)
+                continue
             text = f"t{time.time_ns()}"
-            frame = {
-                "type": "message",
-                "text": text,
-                "client_id": f"s{first_id + sent}",
-            }
-            sender.send_text(json.dumps(frame))
+            client_id = f"s{first_id + sent}"
+            frame = {"type": "message", "text": text, "client_id": client_id}
+            churn.clients[index].send_text(json.dumps(frame))
             sent += 1
         while churn_rate and next_churn <= now:
             await churn.step()
@@ -148,7 +160,6 @@ async def soak(args):
         await asyncio.to_thread(create_rooms, cluster, args.rooms)
         clients = await connect_all(cluster, args.clients, Stats(), rooms=args.rooms)
         await settle(cluster.server_pids())
-        senders = clients[: args.senders]
         churn = Churn(cluster, clients, args.senders, args.rooms)
         started = time.monotonic()
         until = started + args.minutes * 60
@@ -158,7 +169,7 @@ async def soak(args):
         while time.monotonic() < until:
             step_until = min(until, time.monotonic() + args.sample)
             sent += await chat(
-                senders, args.rate, churn, args.churn, step_until, first_id=sent
+                churn, args.senders, args.rate, args.churn, step_until, first_id=sent
             )
             samples.append(sample(cluster, started))
             print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
@@ -179,6 +190,7 @@ async def soak(args):
         "saved": saved,
         "errors": dict(errors),
         "churn": churn.counts,
+        "senders_back": churn.senders_back,
         "tracebacks": tracebacks,
         "ranges": ranges(samples),
         "samples": samples,
