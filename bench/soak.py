@@ -72,14 +72,23 @@ class Churn:
         self.clients = clients
         self.first = first
         self.rooms = rooms
-        self.counts = {"left": 0, "dropped": 0, "rejoined": 0, "failed": 0}
+        self.counts = {
+            "left": 0,
+            "dropped": 0,
+            "found_closed": 0,
+            "rejoined": 0,
+            "failed": 0,
+        }
         # Senders whose socket the server closed, and that came back.
         self.senders_back = 0
 
     async def step(self):
         index = random.randrange(self.first, len(self.clients))
         old = self.clients[index]
-        if random.random() < 0.5:
+        if old.transport.is_closing():
+            # Closed already: by the server, or its last coming back failed.
+            self.counts["found_closed"] += 1
+        elif random.random() < 0.5:
             old.send_text(json.dumps({"type": "leave"}))
             self.counts["left"] += 1
         else:
