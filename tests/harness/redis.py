@@ -126,7 +126,10 @@ class RedisCluster:
     def start(self) -> None:
         for node in self.nodes:
             node.start()
-        command = ["redis-cli"]
+        redis_cli = shutil.which("redis-cli")
+        if redis_cli is None:
+            pytest.skip("redis-cli is not installed (apt-get install redis-tools)")
+        command = [redis_cli]
         if self.tls:
             command += ["--tls", "--cacert", self.tls["ca"]]
         command += ["--cluster", "create"]

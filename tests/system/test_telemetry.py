@@ -52,7 +52,7 @@ class Ingestion(ThreadingHTTPServer):
 class _Track(BaseHTTPRequestHandler):
     server: Ingestion
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
