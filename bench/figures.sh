@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every run behind docs/benchmarks.md, in order (about 20 minutes). Run it on an
-# otherwise idle machine; set DATABASE_URL to measure on PostgreSQL.
+# Every run behind docs/benchmarks.md, in order (about 25 minutes; the hour-long
+# soak is left to run by itself). Run it on an otherwise idle machine; set
+# DATABASE_URL to measure on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run() { echo "## $*"; .venv/bin/python -m bench.run --json "$@"; }
@@ -17,3 +18,7 @@ sweep --clients 200 --senders 20 --duration 10 --rates 200,400,600,800
 echo "## joins --clients 1000"; .venv/bin/python -m bench.joins --clients 1000
 sweep --clients 200 --senders 20 --duration 10 --server uvicorn --rates 400,600,800,1000
 sweep --clients 200 --senders 20 --duration 10 --server uvicorn --layer pubsub --rates 600,800,1000,1200,1400
+run --clients 1000 --rooms 200 --rate 250 --duration 15
+run --clients 1000 --rooms 200 --rate 250 --duration 15 --shards 2
+echo "## rolling --clients 1000"; .venv/bin/python -m bench.rolling --clients 1000 --rooms 100 --rate 50
+# The soak is an hour of its own: .venv/bin/python -m bench.soak --minutes 60

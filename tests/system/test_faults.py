@@ -7,7 +7,6 @@ shared by the module.
 
 import asyncio
 import collections
-import contextlib
 import datetime
 import json
 import os
@@ -18,7 +17,7 @@ from django.conf import settings
 
 from bench.client import Client as LeanClient
 from tests.harness.clients import ChatClient, stamped
-from tests.harness.delivery import everyone_has_everything, room_texts
+from tests.harness.delivery import everyone_has_everything, live_again, room_texts
 from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
@@ -171,19 +170,7 @@ async def test_redis_outage_saves_answers_and_recovers(
     cluster.redis.start()
     restarted = time.monotonic()
     # Live delivery resumes by itself (the hubs re-add their groups).
-    for index in range(100):
-        probe = f"probe {index}"
-        sent.append(probe)
-        await alice.say(probe)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.25):
-                await bob.wait(
-                    lambda: any(
-                        f["text"].startswith("probe") for f in bob.of_type("message")
-                    ),
-                    "a live probe",
-                )
-                break
+    await live_again(alice, bob, sent)
     resumed = time.monotonic() - restarted
     assert resumed < 5, f"live delivery resumed only after {resumed:.1f}s"
 

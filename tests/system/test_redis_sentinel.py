@@ -5,12 +5,9 @@ sentinel promotes the replica, and the instances go on through it by
 themselves: live delivery comes back, and every message arrives once.
 """
 
-import asyncio
-import contextlib
-
 import pytest
 
-from tests.harness.delivery import everyone_has_everything
+from tests.harness.delivery import everyone_has_everything, live_again
 from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
@@ -31,24 +28,6 @@ def cluster(database, tmp_path, _collected_static):
     env = {**static_env(), **FAST_SENDERS, **sentinel.env}
     with Cluster(tmp_path, database, redis=sentinel, env=env) as cluster:
         yield cluster, sentinel
-
-
-async def live_again(sender, receiver, sent):
-    """Probe until one of sender's messages reaches receiver live."""
-    for index in range(200):
-        probe = f"probe {index}"
-        sent.append(probe)
-        await sender.say(probe)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.25):
-                await receiver.wait(
-                    lambda probe=probe: any(
-                        f["text"] == probe for f in receiver.of_type("message")
-                    ),
-                    "a live probe",
-                )
-                return
-    pytest.fail("live delivery never came back after the failover")
 
 
 async def test_a_failover_mid_chat_loses_nothing(cluster, room, database, clients):
