@@ -107,11 +107,16 @@ class Churn:
         url, origin = urls[random.randrange(len(urls))]
         try:
             new = await Client.connect(url, origin, old.latencies)
-            last_seq = max(old.seen, default=0)
-            join = {"type": "join", "nickname": f"b{index}", "last_seq": last_seq}
-            new.send_text(json.dumps(join))
+        except OSError:
+            return False
+        last_seq = max(old.seen, default=0)
+        join = {"type": "join", "nickname": f"b{index}", "last_seq": last_seq}
+        new.send_text(json.dumps(join))
+        try:
             await asyncio.wait_for(new.welcomed, 30)
         except (OSError, TimeoutError):
+            # Not left open: the servers' descriptors are what is measured.
+            new.transport.close()
             return False
         self.clients[index] = new
         return True
