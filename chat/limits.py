@@ -228,22 +228,23 @@ def _redis_storage() -> RedisStorage:
         storage, uri = RedisClusterStorage, f"async+redis+cluster://{url.netloc}"
         if url.scheme == "rediss":
             options["ssl"] = True
-    return storage(
-        uri,
-        implementation="redispy",
-        key_prefix=f"{settings.CHAT_LAYER_PREFIX}:limits",
-        wrap_exceptions=True,
-        **options,
-    )
+    return storage(uri, **_storage_arguments(), **options)
+
+
+def _storage_arguments() -> dict[str, Any]:
+    """What every kind of the limits library's Redis storage is given."""
+    return {
+        "implementation": "redispy",
+        "key_prefix": f"{settings.CHAT_LAYER_PREFIX}:limits",
+        "wrap_exceptions": True,
+    }
 
 
 def _sentinel_storage() -> RedisStorage:
     sentinels = ",".join(f"{host}:{port}" for host, port in settings.REDIS_SENTINELS)
     return RedisSentinelStorage(
         f"async+redis+sentinel://{sentinels}/{settings.REDIS_SENTINEL_MASTER}",
-        implementation="redispy",
-        key_prefix=f"{settings.CHAT_LAYER_PREFIX}:limits",
-        wrap_exceptions=True,
+        **_storage_arguments(),
         socket_timeout=1,
         socket_connect_timeout=1,
         sentinel_kwargs={"socket_timeout": 1, "socket_connect_timeout": 1},

@@ -218,6 +218,23 @@ if REDIS_AUTH not in redis_auth.MODES:
 REDIS_CREDENTIAL_PROVIDER = redis_auth.credential_provider(REDIS_AUTH)
 
 
+# Every connection of the channel layer, to a URL's server or a sentinel's primary.
+_CONNECTION_OPTIONS: dict[str, object] = {
+    # Azure Cache for Redis closes connections idle for 10 minutes; a health
+    # check on reuse and TCP keepalive keep the pool's connections usable.
+    "health_check_interval": 30,
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    # redis-py 8 gives every read a 5 s timeout by default, exactly the 5 s
+    # that channels-redis's receive blocks in BZPOPMIN: an idle receive then
+    # failed with TimeoutError every 5-10 s (and dropped the connection, with
+    # any message popped in that instant). Longer than BZPOPMIN's wait, still
+    # finite so that a dead link is noticed.
+    "socket_timeout": 15,
+    "retry_on_timeout": True,
+}
+
+
 def _redis_host(url: str) -> dict[str, object]:
     parts = urlsplit(url)
     # No host is allowed: redis-py then connects to localhost:6379.
@@ -241,21 +258,7 @@ def _redis_host(url: str) -> dict[str, object]:
             "and the database. A password or access key containing '+', '/' or '=' "
             "must be URL-encoded (%2B, %2F, %3D)."
         ) from None
-    host: dict[str, object] = {
-        "address": url,
-        # Azure Cache for Redis closes connections idle for 10 minutes; a health
-        # check on reuse and TCP keepalive keep the pool's connections usable.
-        "health_check_interval": 30,
-        "socket_keepalive": True,
-        "socket_connect_timeout": 5,
-        # redis-py 8 gives every read a 5 s timeout by default, exactly the 5 s
-        # that channels-redis's receive blocks in BZPOPMIN: an idle receive then
-        # failed with TimeoutError every 5-10 s (and dropped the connection, with
-        # any message popped in that instant). Longer than BZPOPMIN's wait, still
-        # finite so that a dead link is noticed.
-        "socket_timeout": 15,
-        "retry_on_timeout": True,
-    }
+    host: dict[str, object] = {"address": url, **_CONNECTION_OPTIONS}
     if REDIS_CREDENTIAL_PROVIDER is not None:
         if parts.password or parts.username:
             raise ImproperlyConfigured(
@@ -297,12 +300,7 @@ def _sentinel_host() -> dict[str, object]:
     return {
         "sentinels": REDIS_SENTINELS,
         "master_name": REDIS_SENTINEL_MASTER,
-        # The same connection options as _redis_host's, for the same reasons.
-        "health_check_interval": 30,
-        "socket_keepalive": True,
-        "socket_connect_timeout": 5,
-        "socket_timeout": 15,
-        "retry_on_timeout": True,
+        **_CONNECTION_OPTIONS,
         # Asking a sentinel is quick, or that sentinel is down: try the next.
         "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2},
     }
