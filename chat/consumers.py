@@ -168,6 +168,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             raise ProtocolError(protocol.NOT_JOINED, _("Send a join frame first."))
         return self.nickname
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Cancelled by the server before the disconnect was read: Daphne
+            # gives an application application_close_timeout (10 s) after the
+            # socket closed, then cancels it, here mid-frame (a frame waiting
+            # on the database). The socket leaves its room all the same, shielded
+            # from a second cancel; otherwise it stayed in the hub, its nickname
+            # taken and its connection kept by the heartbeat.
+            if getattr(self, "nickname", None) is not None:
+                await asyncio.shield(self.leave_room(grace=True))
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler, in
         # the database thread: a thread hop for every frame a client sends,

@@ -155,6 +155,8 @@ class Client:
         await self.send({"type": "message", "text": text, "client_id": client_id})
 
     async def close(self):
+        if self.ws.future.done():  # ended already (a test cancelled it)
+            return
         await self.ws.disconnect()
 
 

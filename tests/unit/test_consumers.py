@@ -731,3 +731,30 @@ async def test_a_fast_senders_messages_wait_behind_its_own_saves_in_order(joined
         assert await alice.nothing(0.3)
     texts = [(await alice.expect("message"))["text"] for _ in range(5)]
     assert texts == [f"m{i}" for i in range(5)]
+
+
+async def test_a_socket_the_server_gives_up_on_mid_frame_still_leaves_its_room(
+    joined, make_client
+):
+    alice = await joined("alice")
+    bob = await joined("bob")
+    await alice.expect("joined", nickname="bob")
+    async with database_thread_held():
+        # Bob's ping waits on the database when his socket closes; the server
+        # stops waiting for the application (Daphne: application_close_timeout)
+        # and cancels it before it has read the disconnect.
+        await bob.send({"type": "ping"})
+        await bob.ws.send_input({"type": "websocket.disconnect", "code": 1006})
+        bob.ws.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await bob.ws.future
+    assert await alice.expect("left") == {
+        "type": "left",
+        "nickname": "bob",
+        "participants": 1,
+    }
+    # His nickname is free, and the room's count is right for the next one.
+    carol = await make_client()
+    welcome = await carol.join("bob")
+    assert welcome["users"] == ["alice", "bob"]
+    assert welcome["participants"] == 2
