@@ -32,6 +32,27 @@ def test_local_keys_are_bounded(monkeypatch):
     assert len(local.hits) == 10
 
 
+def test_the_windows_of_visitors_long_gone_are_forgotten(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    local = limits.LocalWindows()
+    joins, messages = limits.Window("join", 5, 60), limits.Window("message", 5, 5)
+    for i in range(50):
+        local.hit(joins, f"gone-{i}")
+        local.hit(messages, f"gone-{i}")
+    # Past both windows: each new visitor's hits forget the old ones.
+    now[0] += 61
+    for i in range(50):
+        local.hit(joins, f"new-{i}")
+    assert set(local.hits) == {f"join/new-{i}" for i in range(50)}
+    # A visitor still in its window keeps its count.
+    local.hit(messages, "new-0")
+    now[0] += 2
+    for i in range(50, 60):
+        local.hit(joins, f"new-{i}")
+    assert local.count(messages, "new-0") == 1
+
+
 def test_a_sockets_token_bucket_refills_at_its_rate():
     now = [0.0]
     bucket = limits.TokenBucket(burst=2, rate=4, clock=lambda: now[0])
