@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from chat import health
 from tests.harness.fixtures import (
     fixture_clients,  # noqa: F401 - a pytest fixture
     fixture_database,  # noqa: F401 - a pytest fixture
@@ -44,6 +45,38 @@ def shards(request, database, tmp_path_factory, _collected_static):
             yield cluster, (first, second), request.param
     finally:
         second.stop()
+
+
+@pytest.fixture(scope="module")
+def two_servers(tmp_path_factory):
+    servers = [RedisServer(tmp_path_factory.mktemp(f"shard-{i}")) for i in range(2)]
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "channels_redis.core.RedisChannelLayer",
+        "channels_redis.pubsub.RedisPubSubChannelLayer",
+    ],
+)
+def test_the_readiness_round_trip_over_two_shards_always_comes_back(
+    two_servers, settings, backend
+):
+    hosts = [{"address": server.url} for server in two_servers]
+    settings.REDIS_LAYER_HOSTS = hosts
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": backend, "CONFIG": {"hosts": hosts}}
+    }
+    # A channel's own messages are sent to the shard of its whole name and read
+    # from the shard of its name's first part (channels-redis 4.3, core layer):
+    # a check sending to its own channel failed on about half the probes.
+    for _ in range(20):
+        health.CHECKS["channel_layer"]()
 
 
 def rooms_held(server, layer):
@@ -93,11 +126,10 @@ def test_a_shard_that_stops_makes_every_instance_unready(shards):
             assert json.loads(body)["failing"] == ["channel_layer"]
     finally:
         second.start()
-    # Ready again once it is back: a check given up on while the shard was away
-    # may hold its thread for the socket timeout (15 s) before the next one runs.
+    # Ready again once it is back.
     for server in cluster.servers:
         wait_until(
             lambda s=server: http_get_sync(f"{s.http}/readyz")[0] == 200,
-            30,
+            10,
             f"{server.name} ready again",
         )
