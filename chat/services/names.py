@@ -8,6 +8,8 @@ saved by Django's own code (the auth admin, createsuperuser, changepassword,
 loaddata), which calls no service of this project.
 """
 
+from collections.abc import Iterable, Mapping
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
@@ -17,18 +19,28 @@ from ..models import SKELETON_MAX_LENGTH, RegisteredName
 
 
 def registered_name_clash(
-    skeleton: str, user: AbstractBaseUser | AnonymousUser | None
+    skeleton: str,
+    user: AbstractBaseUser | AnonymousUser | None,
+    owners: Mapping[str, int] | None = None,
 ) -> bool:
     """Whether a registered user other than `user` has a username of that
-    skeleton: one indexed lookup (RegisteredName), however many users."""
-    owner = (
-        RegisteredName.objects.filter(skeleton=skeleton)
-        .values_list("user_id", flat=True)
-        .first()
-    )
+    skeleton: one indexed lookup (RegisteredName), however many users, or none
+    with `owners` (registered_owners of a lot's skeletons, this one among them)."""
+    if owners is None:
+        owners = registered_owners([skeleton])
+    owner = owners.get(skeleton)
     if owner is None:
         return False
     return not (user is not None and user.is_authenticated and owner == user.pk)
+
+
+def registered_owners(skeletons: Iterable[str]) -> dict[str, int]:
+    """The users whose usernames have these skeletons, by skeleton; one query."""
+    return dict(
+        RegisteredName.objects.filter(skeleton__in=set(skeletons)).values_list(
+            "skeleton", "user_id"
+        )
+    )
 
 
 def registered_name_save(*, user: AbstractBaseUser) -> None:

@@ -20,8 +20,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 
 from .. import nicknames, protocol, selectors
@@ -32,7 +32,7 @@ from ..permissions import is_moderator
 from ..protocol import Frame, ProtocolError
 from ..visitors import account_of
 from . import sanctions
-from .names import registered_name_clash
+from .names import registered_name_clash, registered_owners
 from .trips import Trips
 
 User = AbstractBaseUser | AnonymousUser | None
@@ -66,6 +66,27 @@ class Departure:
     room_id: int
     nickname: str
     participants: int
+
+
+@dataclass(frozen=True)
+class LotReads:
+    """What the claims of a lot look up once for all of them: the registered
+    users' names among their nicknames, and their rooms where a ban is in force
+    (most have none: their claims then read no bans)."""
+
+    owners: dict[str, int]
+    banning: set[int]
+
+
+def lot_reads(claims: list[tuple[int, str]]) -> LotReads:
+    """LotReads for claims of (room id, nickname); two queries."""
+    return LotReads(
+        owners=registered_owners(
+            nicknames.skeleton(protocol.clean_nickname(nickname))
+            for _room_id, nickname in claims
+        ),
+        banning=sanctions.rooms_banning(room_id for room_id, _nickname in claims),
+    )
 
 
 def room_join(
@@ -114,14 +135,18 @@ def room_claim(
     connection_id: str,
     instance: str,
     address: str = "",
+    reads: LotReads | None = None,
 ) -> Claim:
     """Claim the nickname in the room for this visitor and record the connection
     (room_join without reading the room's presence); `banned` for a visitor,
-    account or address banned from the room."""
+    account or address banned from the room. `reads`: what lot_reads found for
+    a lot of claims, this one among them."""
     # Whoever the caller, a stored nickname keeps the rules of chat/nicknames.py.
     nickname = protocol.clean_nickname(nickname)
     skeleton = nicknames.skeleton(nickname)
-    if registered_name_clash(skeleton, user):
+    if reads is None:
+        reads = lot_reads([(room_id, nickname)])
+    if registered_name_clash(skeleton, user, reads.owners):
         raise ProtocolError(
             protocol.NICKNAME_TAKEN,
             _("%(nickname)s is a registered user's name; sign in to use it.")
@@ -130,8 +155,12 @@ def room_claim(
     user_id = account_of(user)
     moderator = is_moderator(user, room_id)
     # Moderators are held to no ban: not even to one of an address they share.
-    banned = not moderator and sanctions.join_refusal(
-        room_id=room_id, visitor=visitor, user_id=user_id, address=address
+    banned = (
+        not moderator
+        and room_id in reads.banning
+        and sanctions.join_refusal(
+            room_id=room_id, visitor=visitor, user_id=user_id, address=address
+        )
     )
     if banned:
         raise banned
@@ -184,19 +213,28 @@ def _room_join(
     address: str,
 ) -> Claim:
     _lock_visitor_in_room(room_id, visitor)
-    # One nickname per visitor and room: one person is one participant.
-    held = (
-        Member.objects.filter(room_id=room_id, visitor=visitor)
-        .exclude(skeleton=skeleton)
-        .filter(
-            Exists(
+    # The nicknames this visitor holds in the room, and the member of this
+    # one, in one query: each statement of a claim cost more to build in
+    # Django than to run (bench/joins.py, py-spy).
+    members = list(
+        Member.objects.select_for_update()
+        .filter(Q(visitor=visitor) | Q(skeleton=skeleton), room_id=room_id)
+        .annotate(
+            live=Exists(
                 selectors.live_connections()
                 .filter(member=OuterRef("pk"))
                 .exclude(pk=connection_id)
             )
         )
-        .values_list("nickname", flat=True)
-        .first()
+    )
+    # One nickname per visitor and room: one person is one participant.
+    held = next(
+        (
+            m.nickname
+            for m in members
+            if m.visitor == visitor and m.skeleton != skeleton and m.live
+        ),
+        None,
     )
     if held is not None:
         raise ProtocolError(
@@ -207,20 +245,17 @@ def _room_join(
             )
             % {"nickname": held},
         )
-    member = (
-        Member.objects.select_for_update()
-        .filter(room_id=room_id, skeleton=skeleton)
-        .first()
-    )
-    if member and member.visitor != visitor:
-        if selectors.live_connections(member.connections).exists():
+    found = next((m for m in members if m.skeleton == skeleton), None)
+    member: Member | None = found
+    if found and found.visitor != visitor:
+        if found.live:
             raise ProtocolError(
                 protocol.NICKNAME_TAKEN,
                 _("%(nickname)s is already in this room; choose another nickname.")
-                % {"nickname": member.nickname},
+                % {"nickname": found.nickname},
             )
         # Held only by a dead instance's ghost: free it.
-        member.delete()
+        found.delete()
         member = None
     arrived = member is None
     if member is None:
@@ -265,34 +300,34 @@ Welcomed = tuple[selectors.HistoryPage, Presence]
 
 def room_join_lot(requests: list[JoinRequest]) -> list[Welcomed | Exception]:
     """
-    Join each request as room_join does (each claim its own transaction), with
-    the history its welcome carries; or why it failed. What the lot's joins
-    share is read once: a room's page for one cursor before the claims, and
-    the room's online list after them, every claim of the lot in it.
+    Join each request as room_join does, with the history its welcome carries;
+    or why it failed. What the lot's joins share is read once: a room's page
+    for one cursor and the registered names and bans (lot_reads) before the
+    claims, the room's online list after them, every claim of the lot in it.
     """
-    pages: dict[tuple[int, int | None], selectors.HistoryPage] = {}
-    claims: list[Claim | Exception] = []
+    pages: dict[tuple[int, int | None], selectors.HistoryPage | Exception] = {}
     for request in requests:
         cursor = (request.room_id, request.last_seq)
-        try:
-            if cursor not in pages:
+        if cursor not in pages:
+            try:
                 pages[cursor] = _welcome_page(*cursor)
-            claims.append(
-                room_claim(
-                    room_id=request.room_id,
-                    nickname=request.nickname,
-                    visitor=request.visitor,
-                    user=request.user,
-                    connection_id=request.connection_id,
-                    instance=request.instance,
-                    address=request.address,
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - this join's answer
-            claims.append(exc)
+            except Exception as exc:  # noqa: BLE001 - these joins' answer
+                pages[cursor] = exc
+    # Those whose page could not be read are not claimed.
+    claims = iter(
+        _claims(
+            [
+                r
+                for r in requests
+                if not isinstance(pages[(r.room_id, r.last_seq)], Exception)
+            ]
+        )
+    )
     online: dict[int, tuple[int, list[str]] | Exception] = {}
     results: list[Welcomed | Exception] = []
-    for request, claim in zip(requests, claims, strict=True):
+    for request in requests:
+        page = pages[(request.room_id, request.last_seq)]
+        claim = page if isinstance(page, Exception) else next(claims)
         if isinstance(claim, Exception):
             results.append(claim)
             continue
@@ -309,9 +344,51 @@ def room_join_lot(requests: list[JoinRequest]) -> list[Welcomed | Exception]:
             _claim_undo(request.connection_id)
             results.append(room_online)
             continue
-        page = pages[(request.room_id, request.last_seq)]
+        assert not isinstance(page, Exception)  # noqa: S101 - claimed only with one
         results.append((page, _presence(claim, room_online)))
     return results
+
+
+class _LotFailed(Exception):
+    """The database failed a claim of a lot; the lot's transaction is rolled back."""
+
+
+def _claims(requests: list[JoinRequest]) -> list[Claim | Exception]:
+    """
+    Each request's claim, or why it failed: all in one transaction, each in a
+    savepoint of its own, so that the lot pays one commit (PostgreSQL waits for
+    its log to reach the disk at each). Where the database fails any of them
+    (the connection, the commit, or a deadlock with another instance's lot: a
+    lot holds each claim's locks until it ends), the lot is rolled back and
+    each claim made again in a transaction of its own, as a lone join's is.
+    """
+    if not requests:
+        return []
+    try:
+        reads = lot_reads([(r.room_id, r.nickname) for r in requests])
+        with transaction.atomic():
+            claims = [_claim(request, reads) for request in requests]
+            if any(isinstance(claim, DatabaseError) for claim in claims):
+                raise _LotFailed
+            return claims
+    except (DatabaseError, _LotFailed):
+        return [_claim(request, None) for request in requests]
+
+
+def _claim(request: JoinRequest, reads: LotReads | None) -> Claim | Exception:
+    try:
+        return room_claim(
+            room_id=request.room_id,
+            nickname=request.nickname,
+            visitor=request.visitor,
+            user=request.user,
+            connection_id=request.connection_id,
+            instance=request.instance,
+            address=request.address,
+            reads=reads,
+        )
+    except Exception as exc:  # noqa: BLE001 - this join's answer
+        return exc
 
 
 def _claim_undo(connection_id: str) -> None:

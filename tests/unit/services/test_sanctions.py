@@ -89,3 +89,14 @@ def test_members_only_refuses_visitors_without_an_account(room):
     Room.objects.filter(pk=room.pk).update(members_only=True)
     codes = _codes(room, _draft("eve"), _draft("una", user_id=1))
     assert codes == [protocol.MEMBERS_ONLY, None]
+
+
+def test_the_rooms_banning_are_those_with_a_ban_in_force_there_or_everywhere(room):
+    other = Room.objects.create(name="Other", slug="other")
+    _sanction(Sanction.Kind.MUTE, other)
+    _sanction(Sanction.Kind.BAN, other, lifted=timezone.now())
+    assert sanctions.rooms_banning([room.pk, other.pk]) == set()
+    _sanction(Sanction.Kind.BAN, room)
+    assert sanctions.rooms_banning([room.pk, other.pk]) == {room.pk}
+    _sanction(Sanction.Kind.BAN, None, visitor="zed")
+    assert sanctions.rooms_banning([room.pk, other.pk]) == {room.pk, other.pk}
