@@ -80,11 +80,13 @@ class LotReads:
 
 def lot_reads(claims: list[tuple[int, str]]) -> LotReads:
     """LotReads for claims of (room id, nickname); two queries."""
+    skeletons = []
+    for _room_id, nickname in claims:
+        # A nickname that is not one is refused by its own claim.
+        with contextlib.suppress(ProtocolError):
+            skeletons.append(nicknames.skeleton(protocol.clean_nickname(nickname)))
     return LotReads(
-        owners=registered_owners(
-            nicknames.skeleton(protocol.clean_nickname(nickname))
-            for _room_id, nickname in claims
-        ),
+        owners=registered_owners(skeletons),
         banning=sanctions.rooms_banning(room_id for room_id, _nickname in claims),
     )
 

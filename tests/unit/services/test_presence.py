@@ -133,10 +133,15 @@ def test_every_join_of_a_lot_is_welcomed_with_everyone_in_it(room):
 
 def test_a_taken_nickname_refuses_only_its_join_in_the_lot(room):
     join(room, "alice")
-    taken, (_page, bob) = presence.room_join_lot(
-        [_request(room, "Alice", visitor="someone-else"), _request(room, "bob")]
+    taken, invalid, (_page, bob) = presence.room_join_lot(
+        [
+            _request(room, "Alice", visitor="someone-else"),
+            _request(room, " "),
+            _request(room, "bob"),
+        ]
     )
     assert isinstance(taken, ProtocolError) and taken.code == "nickname_taken"
+    assert isinstance(invalid, ProtocolError) and invalid.code == "invalid_nickname"
     assert (bob.participants, bob.users) == (2, ["alice", "bob"])
 
 
