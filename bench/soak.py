@@ -18,6 +18,11 @@ second, --churn of them leave (a `leave` frame, then close) or drop (the socket
 closed without a word, as a lost network does), and come back on an instance
 picked at random, joining from the last seq they saw. Its servers and
 database are bench/servers.py's, as for bench/run.py.
+
+With --heap DIR the servers trace their allocations (tracemalloc; slower) and
+write a snapshot at every sample (bench/heap/sitecustomize.py); the result then
+names, per server, what grew most between the first and the last sample, by
+line of code.
 """
 
 import argparse
@@ -27,14 +32,40 @@ import contextlib
 import json
 import os
 import random
+import signal
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 from .client import Client, use_fast_loop
 from .idle import PINGS
 from .run import NO_LIMITS, Stats, connect_all, create_rooms, room_slug, settle
 from .servers import Cluster, rss_bytes
+
+HEAP_HOOK = Path(__file__).parent / "heap"
+
+
+def heap_env(directory):
+    """What makes the servers trace their heap and dump it on SIGUSR2."""
+    path = os.pathsep.join(filter(None, [str(HEAP_HOOK), os.environ.get("PYTHONPATH")]))
+    return {
+        "PYTHONPATH": path,
+        "PYTHONTRACEMALLOC": "1",
+        "CHAT_BENCH_HEAP_DIR": str(directory),
+    }
+
+
+def heap_growth(directory, pid, top=12):
+    """What grew most in one server between its first and last snapshots."""
+    taken = sorted(Path(directory).glob(f"{pid}-*.snapshot"))
+    if len(taken) < 2:
+        return []
+    first, last = (tracemalloc.Snapshot.load(str(p)) for p in (taken[0], taken[-1]))
+    return [
+        {"where": str(stat.traceback), "kib": round(stat.size_diff / 1024, 1)}
+        for stat in last.compare_to(first, "lineno")[:top]
+    ]
 
 
 def open_fds(pid):
@@ -165,10 +196,19 @@ def ranges(samples):
     return result
 
 
+def snapshot_heaps(cluster, args):
+    if args.heap:
+        for pid in cluster.server_pids():
+            os.kill(pid, signal.SIGUSR2)
+
+
 async def soak(args):
+    extra_env = dict(NO_LIMITS)
+    if args.heap:
+        extra_env.update(heap_env(args.heap))
     async with Cluster(
         instances=2,
-        extra_env=NO_LIMITS,
+        extra_env=extra_env,
         server_args=PINGS["daphne"],
     ) as cluster:
         await asyncio.to_thread(create_rooms, cluster, args.rooms)
@@ -178,6 +218,7 @@ async def soak(args):
         started = time.monotonic()
         until = started + args.minutes * 60
         samples = [sample(cluster, started)]
+        snapshot_heaps(cluster, args)
         print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
         sent = 0
         while time.monotonic() < until:
@@ -186,6 +227,7 @@ async def soak(args):
                 churn, args.senders, args.rate, args.churn, step_until, first_id=sent
             )
             samples.append(sample(cluster, started))
+            snapshot_heaps(cluster, args)
             print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
         # Every message the senders sent was saved once.
         await asyncio.sleep(2)
@@ -194,6 +236,13 @@ async def soak(args):
         for client in clients:
             client.transport.close()
         tracebacks = cluster.cluster.tracebacks()
+        heap = {}
+        if args.heap:
+            # The last snapshots are written by then (a server answers SIGUSR2
+            # between two of its steps).
+            await asyncio.sleep(5)
+            for pid in cluster.server_pids():
+                heap[pid] = await asyncio.to_thread(heap_growth, args.heap, pid)
     return {
         "minutes": args.minutes,
         "clients": args.clients,
@@ -208,6 +257,7 @@ async def soak(args):
         "tracebacks": tracebacks,
         "ranges": ranges(samples),
         "samples": samples,
+        **({"heap_growth": heap} if args.heap else {}),
     }
 
 
@@ -221,9 +271,13 @@ def main():
     parser.add_argument("--churn", type=float, default=2.0, help="comings and goings/s")
     parser.add_argument("--sample", type=float, default=60.0, help="seconds between")
     parser.add_argument("--out", help="also write the result to this file")
+    parser.add_argument("--heap", help="trace the servers' heap; snapshots go here")
     args = parser.parse_args()
     if args.senders < args.rooms or args.senders >= args.clients:
         parser.error("--senders must be at least --rooms and fewer than --clients")
+    if args.heap:
+        args.heap = Path(args.heap).resolve()
+        args.heap.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
         result = asyncio.run(soak(args))
         text = json.dumps(result)
