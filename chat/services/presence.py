@@ -217,7 +217,9 @@ def _room_join(
     _lock_visitor_in_room(room_id, visitor)
     # The nicknames this visitor holds in the room, and the member of this
     # one, in one query: each statement of a claim cost more to build in
-    # Django than to run (bench/joins.py, py-spy).
+    # Django than to run (bench/joins.py, py-spy). With the lot's reads and
+    # its one commit (_claims), 1000 joins at once took 2.9-3.0 server CPU-s
+    # and 2.2 s, where they took 4.4-5.7 CPU-s and 3.4-4.4 s.
     members = list(
         Member.objects.select_for_update()
         .filter(Q(visitor=visitor) | Q(skeleton=skeleton), room_id=room_id)

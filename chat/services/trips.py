@@ -20,9 +20,9 @@ Request = TypeVar("Request")
 Result = TypeVar("Result")
 
 # Requests in one lot, at most. A lot is answered when all of it is done, so
-# its first request waits for the last: a join's claim is about 2 ms there
-# (bench/joins.py: 5.4 CPU ms per join, 40 % of it in the claim), 64 of them
-# about 0.15 s, and what they share is still read once per 64.
+# its first request waits for the last: a join is about 3 CPU ms in all, its
+# claim a part of that (bench/joins.py, 2026-12-04: 1000 joins, 2.9 CPU-s), so
+# 64 claims take under 0.2 s, and what they share is still read once per 64.
 MAX_LOT = 64
 
 
