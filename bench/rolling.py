@@ -36,6 +36,8 @@ import time
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from tests.harness.http import session_cookie
+
 from .idle import PINGS
 from .run import NO_LIMITS, create_rooms, percentile, room_slug, settle
 from .servers import Cluster, cpu_seconds
@@ -47,8 +49,11 @@ BACKOFF_MAX_S = 5.0
 class Person:
     """One reader and, if asked, sender in a room, who always comes back."""
 
-    def __init__(self, index, slug, sites, first_site, rotation):
+    def __init__(self, index, slug, sites, first_site, rotation, cookie):
         self.nickname = f"p{index}"
+        # A visitor's cookie, as a browser has from the room page: a return is
+        # the same person, whose nickname is still held by the socket it left.
+        self.cookie = cookie
         self.slug = slug
         self.sites = sites  # [(ws url, origin)], by instance
         self.site = first_site
@@ -67,7 +72,12 @@ class Person:
         while not stop.is_set():
             url, origin = self.sites[self.site]
             try:
-                async with connect(url, origin=origin, open_timeout=30) as socket:
+                async with connect(
+                    url,
+                    origin=origin,
+                    open_timeout=30,
+                    additional_headers=[("Cookie", self.cookie)],
+                ) as socket:
                     self.socket = socket
                     last_seq = self.cursor or None
                     join = {"type": "join", "nickname": self.nickname}
@@ -186,7 +196,8 @@ async def measure(args):
             slug = room_slug(index, args.rooms)
             sites = cluster.ws_urls(slug)
             first = (index // args.rooms) % 2
-            people.append(Person(index, slug, sites, first, rotation))
+            cookie = await session_cookie(cluster.cluster.servers[first], slug)
+            people.append(Person(index, slug, sites, first, rotation, cookie))
         tasks = [asyncio.create_task(person.run(stop)) for person in people]
         await everyone_back(people, 300)
         await settle(cluster.server_pids())
